@@ -1,0 +1,3 @@
+from dreamjourney.cli import main
+
+main()

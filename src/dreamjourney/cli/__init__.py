@@ -1,0 +1,51 @@
+"""The `dreamjourney` command: a thin Typer app over the pipelines.
+
+Every subcommand lives in its own module and is registered below. User errors
+(`dreamjourney.errors.InputError`) become one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dreamjourney import __version__
+from dreamjourney.cli.console import err_console
+from dreamjourney.errors import InputError
+
+app = typer.Typer(
+    name="dreamjourney",
+    help="Camera-controlled generative video of 3D and 4D scenes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dreamjourney {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Camera-controlled generative video of 3D and 4D scenes."""
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    try:
+        app()
+    except InputError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
