@@ -34,24 +34,26 @@ class VideoWriter:
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
-        self._stream = None
+        self._stream: av.video.stream.VideoStream | None = None
 
     def write(self, frame: Tensor) -> None:
         """Append one (3, H, W) float frame."""
         rgb = to_uint8(frame)
         h, w = rgb.shape[:2]
         if self._stream is None:
-            self._stream = self._container.add_stream(
+            stream = self._container.add_stream(
                 "libx264", rate=Fraction(self.fps).limit_denominator(1001)
             )
-            self._stream.width, self._stream.height = w + w % 2, h + h % 2
-            self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": str(self.crf)}
-        if (w + w % 2, h + h % 2) != (self._stream.width, self._stream.height):
+            stream.width, stream.height = w + w % 2, h + h % 2
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(self.crf)}
+            self._stream = stream
+        stream = self._stream
+        if (w + w % 2, h + h % 2) != (stream.width, stream.height):
             raise ValueError(f"frame size {w}x{h} differs from the video's first frame")
         if w % 2 or h % 2:
             rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+        for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
             self._container.mux(packet)
         self.frames_written += 1
 
