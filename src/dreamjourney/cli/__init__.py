@@ -39,6 +39,11 @@ def _root(
     """Camera-controlled generative video of 3D and 4D scenes."""
 
 
+from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
+
+app.add_typer(trajectory_app, name="trajectory")
+
+
 def main() -> None:
     """Entry point of the console script."""
     try:
