@@ -20,6 +20,7 @@ from types import ModuleType
 
 from dreamjourney.camera.cameras import Cameras
 from dreamjourney.camera.formats import colmap, keyframes, native, nerfstudio, re10k, transforms
+from dreamjourney.camera.formats.validate import read_json
 from dreamjourney.errors import InputError
 
 # name -> module with `sniff(path) -> bool`, `load(path) -> Cameras` and, when writable,
@@ -43,6 +44,12 @@ def detect_format(path: str | Path) -> str:
     for name, module in FORMATS.items():
         if module.sniff(path):
             return name
+    if path.suffix.lower() == ".json":
+        data = read_json(path)  # says why a broken JSON file is broken
+        if isinstance(data, dict) and "format" in data:
+            raise InputError(
+                f"unknown camera format {data['format']!r}", source=path, field="format"
+            )
     raise InputError(
         f"not a camera file in any supported format ({', '.join(FORMATS)})", source=path
     )
