@@ -99,6 +99,8 @@ def test_cli_bad_preset_arguments(tmp_path, monkeypatch, capsys):
         (["--size", "96"], "error: --size: expected WIDTHxHEIGHT"),
         (["--set", "sweep=3"], "error: sweep: unknown option for preset 'orbit'"),
         (["--set", "sweep_deg"], "error: --set: expected KEY=VALUE"),
+        (["--fov", "180"], "error: fov_deg: must be in (0, 180) degrees"),
+        (["--format", "ply"], "error: unknown camera format 'ply'"),
     ]:
         code, _, err = cli(monkeypatch, capsys, "trajectory", "make", "orbit", *args, "--out", out)
         assert code == 2 and err.startswith(expected), err

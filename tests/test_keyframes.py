@@ -163,3 +163,16 @@ def test_bad_keyframe_files_name_the_field(tmp_path, keyframes, field):
     with pytest.raises(InputError) as info:
         load_cameras(path)
     assert str(info.value).startswith(f"{path} [{field}]: ")
+
+
+def test_bundled_example_and_readme_list_every_preset():
+    from pathlib import Path
+
+    from dreamjourney.camera.trajectories import PRESETS
+
+    repo = Path(__file__).resolve().parents[1]
+    cams = load_cameras(repo / "examples" / "keyframes.json")
+    assert len(cams) == 97 and (cams.width, cams.height) == (512, 320)
+    assert torch.allclose(cams.centers[48], torch.tensor([1.0, -0.3, 1.5]), atol=1e-5)
+    readme = (repo / "README.md").read_text()
+    assert all(f"| `{name}` |" in readme for name in PRESETS)

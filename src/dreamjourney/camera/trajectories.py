@@ -358,6 +358,8 @@ def make_trajectory(
     preset = PRESETS[name]
     merged = _options(name, preset, options)
     if start is None:
+        if not 0 < fov_deg < 180:
+            raise InputError(f"must be in (0, 180) degrees, got {fov_deg!r}", field="fov_deg")
         start = Cameras.create(torch.eye(4), width=width, height=height, fov_deg=fov_deg)
     base = start[-1]
     u = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
