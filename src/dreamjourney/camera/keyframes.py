@@ -31,7 +31,8 @@ def interpolate_path(
     """`num_frames` cameras through the keyframes `keys`, from the first to the last.
 
     Args:
-        keys: (K >= 2) keyframes; `keys.times` must be strictly increasing.
+        keys: (K >= 2) keyframes; `keys.times` must be strictly increasing. The path is
+            computed on the CPU and returned on keys' device.
         num_frames: output frames, evenly spaced in time over [first, last] key time.
         constant_speed: move the camera centre at a constant speed along the same curve (the
             keys are then passed at other times); a path that only rotates keeps its timing.
@@ -40,6 +41,8 @@ def interpolate_path(
     """
     if len(keys) < 2:
         raise ValueError("interpolate_path needs at least two keyframes")
+    device = keys.device
+    keys = keys.to("cpu")
     tau = keys.times.double().numpy()
     if not np.all(np.diff(tau) > 0):
         raise ValueError("keyframe times must be strictly increasing")
@@ -61,7 +64,7 @@ def interpolate_path(
         keys.width,
         keys.height,
         torch.from_numpy(times).float(),
-    )
+    ).to(device)
 
 
 def _constant_speed_times(position: CubicSpline, times: np.ndarray) -> np.ndarray:
@@ -90,11 +93,14 @@ def resample_path(cameras: Cameras, num_frames: int, *, constant_speed: bool = F
         )
     times = cameras.times
     timed = bool((times[1:] > times[:-1]).all())
-    keys = cameras if timed else cameras.with_times(torch.arange(len(cameras)).float())
+    index = torch.arange(len(cameras), dtype=torch.float32, device=cameras.device)
+    keys = cameras if timed else cameras.with_times(index)
     out = interpolate_path(keys, num_frames, constant_speed=constant_speed)
     if timed:
         return out
-    return out.with_times(torch.linspace(float(times[0]), float(times[-1]), num_frames))
+    return out.with_times(
+        torch.linspace(float(times[0]), float(times[-1]), num_frames, device=cameras.device)
+    )
 
 
 def continue_path(path: Cameras, start: Cameras) -> Cameras:

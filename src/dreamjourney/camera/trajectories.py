@@ -342,7 +342,7 @@ def make_trajectory(
         width, height, fov_deg: the image size and horizontal field of view of the default start
             camera (identity pose); ignored when `start` is given.
         start: the camera to continue from (its last one when it holds several). Frame 0 equals
-            it exactly, pose and K; poses are OpenCV c2w.
+            it exactly, pose and K; poses are OpenCV c2w. The result is on start's device.
         seed: for `wander`.
         fps: frame i is at time t0 + i / fps seconds, t0 = start's time (0 without start).
         options: preset parameters overriding `PRESETS[name].defaults`.
@@ -361,7 +361,7 @@ def make_trajectory(
         if not 0 < fov_deg < 180:
             raise InputError(f"must be in (0, 180) degrees, got {fov_deg!r}", field="fov_deg")
         start = Cameras.create(torch.eye(4), width=width, height=height, fov_deg=fov_deg)
-    base = start[-1]
+    base = start[-1].to("cpu")
     u = np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
     motion = preset.fn(u, scale=float(scene_scale), rng=np.random.default_rng(seed), **merged)
     c2w = (base.c2w[0].double() @ torch.from_numpy(np.ascontiguousarray(motion.rel))).float()
@@ -371,7 +371,7 @@ def make_trajectory(
     K[:, :2, :2] *= focal[:, None, None]
     K[0] = base.K[0]
     times = base.times[0] + torch.arange(num_frames, dtype=torch.float64).float() / fps
-    return Cameras(K, c2w, base.width, base.height, times)
+    return Cameras(K, c2w, base.width, base.height, times).to(start.device)
 
 
 def resolve_trajectory(
