@@ -73,42 +73,63 @@ def rigid(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     return T
 
 
-def _still(n: int) -> np.ndarray:
+def _fixed_focal(n: int) -> np.ndarray:
     return np.ones(n)
 
 
+def _no_rotation(n: int) -> np.ndarray:
+    return np.broadcast_to(np.eye(3), (n, 3, 3))
+
+
 def _translate(
-    u: np.ndarray, direction: Sequence[float], *, scale: float, rng, distance: float
+    u: np.ndarray,
+    direction: Sequence[float],
+    *,
+    scale: float,
+    rng: np.random.Generator,
+    distance: float,
 ) -> Motion:
     t = np.outer(u, direction) * distance * scale
-    return Motion(rigid(np.broadcast_to(np.eye(3), (len(u), 3, 3)), t), _still(len(u)))
+    return Motion(rigid(_no_rotation(len(u)), t), _fixed_focal(len(u)))
 
 
 def _rotate(
-    u: np.ndarray, axis: str, sign: float, *, scale: float, rng, angle_deg: float
+    u: np.ndarray,
+    axis: str,
+    sign: float,
+    *,
+    scale: float,
+    rng: np.random.Generator,
+    angle_deg: float,
 ) -> Motion:
     angle = sign * np.radians(angle_deg) * u
     R = rot_y(angle) if axis == "yaw" else rot_x(angle)
-    return Motion(rigid(R, np.zeros((len(u), 3))), _still(len(u)))
+    return Motion(rigid(R, np.zeros((len(u), 3))), _fixed_focal(len(u)))
 
 
 def _orbit(
-    u: np.ndarray, sign: float, *, scale: float, rng, sweep_deg: float, depth: float
+    u: np.ndarray,
+    sign: float,
+    *,
+    scale: float,
+    rng: np.random.Generator,
+    sweep_deg: float,
+    depth: float,
 ) -> Motion:
     """Circle the point `depth` ahead about the camera's vertical axis; + moves the camera left."""
     R = rot_y(sign * np.radians(sweep_deg) * u)
     center = np.array([0.0, 0.0, depth * scale])
-    return Motion(rigid(R, center - R @ center), _still(len(u)))
+    return Motion(rigid(R, center - R @ center), _fixed_focal(len(u)))
 
 
-def _zoom(u: np.ndarray, *, scale: float, rng, factor: float) -> Motion:
+def _zoom(u: np.ndarray, *, scale: float, rng: np.random.Generator, factor: float) -> Motion:
     _positive(factor, "factor")
-    return Motion(
-        rigid(np.broadcast_to(np.eye(3), (len(u), 3, 3)), np.zeros((len(u), 3))), factor**u
-    )
+    return Motion(rigid(_no_rotation(len(u)), np.zeros((len(u), 3))), factor**u)
 
 
-def _dolly_zoom(u: np.ndarray, *, scale: float, rng, distance: float, depth: float) -> Motion:
+def _dolly_zoom(
+    u: np.ndarray, *, scale: float, rng: np.random.Generator, distance: float, depth: float
+) -> Motion:
     """Move forward by `distance` while the focal length keeps a subject at `depth` the same size."""
     _positive(depth, "depth")
     if distance >= depth:
@@ -119,14 +140,14 @@ def _dolly_zoom(u: np.ndarray, *, scale: float, rng, distance: float, depth: flo
     z = u * distance * scale
     t = np.stack([np.zeros_like(z), np.zeros_like(z), z], axis=-1)
     D = depth * scale
-    return Motion(rigid(np.broadcast_to(np.eye(3), (len(u), 3, 3)), t), (D - z) / D)
+    return Motion(rigid(_no_rotation(len(u)), t), (D - z) / D)
 
 
 def _spiral(
     u: np.ndarray,
     *,
     scale: float,
-    rng,
+    rng: np.random.Generator,
     radius: float,
     turns: float,
     distance: float,
@@ -144,7 +165,7 @@ def _spiral(
     target = torch.tensor([0.0, 0.0, depth * scale])
     c2w = look_at(torch.from_numpy(eye).float(), target.expand(len(u), 3)).double().numpy()
     c2w[0] = np.eye(4)
-    return Motion(c2w, _still(len(u)))
+    return Motion(c2w, _fixed_focal(len(u)))
 
 
 def _heading_path(
@@ -160,7 +181,7 @@ def _heading_path(
     steps = 0.5 * (fwd[1:] + fwd[:-1]) * np.diff(grid)[:, None] * length
     pos_grid = np.concatenate([np.zeros((1, 3)), np.cumsum(steps, axis=0)])
     pos = np.stack([np.interp(u, grid, pos_grid[:, k]) for k in range(3)], axis=-1)
-    return Motion(rigid(rot_y(yaw(u)) @ rot_x(pitch(u)), pos), _still(len(u)))
+    return Motion(rigid(rot_y(yaw(u)) @ rot_x(pitch(u)), pos), _fixed_focal(len(u)))
 
 
 def _wander(
@@ -203,7 +224,7 @@ def _journey(
     u: np.ndarray,
     *,
     scale: float,
-    rng,
+    rng: np.random.Generator,
     segments: Sequence[str] | str,
     step: float,
     turn_deg: float,
