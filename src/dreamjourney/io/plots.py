@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
@@ -67,9 +68,12 @@ def plot_trajectory(
         if len(cloud) > MAX_POINTS:
             keep = np.random.default_rng(0).choice(len(cloud), MAX_POINTS, replace=False)
             cloud, colors = cloud[keep], colors[keep]
-        if len(cloud):
-            extent = max(extent, float(np.ptp(cloud, axis=0).max()))
-    depth = 0.12 * extent if extent > 0 else 1.0
+    # frusta sized to the path; to the scene when the camera only turns; else 1 unit
+    depth = 0.12 * extent
+    if depth <= 0:
+        if cloud is not None and len(cloud):
+            depth = 0.1 * float(np.ptp(cloud, axis=0).max())
+        depth = depth if depth > 0 else 1.0
     picks = np.unique(np.linspace(0, len(cameras) - 1, min(len(cameras), MAX_FRUSTA)).round())
     frusta = _frusta(cameras, depth)
     times = cameras.times.double().numpy()
@@ -89,6 +93,7 @@ def plot_trajectory(
         if len(cameras) > 1:
             segments = list(np.stack([xy[:-1], xy[1:]], axis=1))
             line = LineCollection(segments, cmap="viridis", linewidths=2.0, zorder=2)
+            line.set_path_effects([patheffects.withStroke(linewidth=4.0, foreground="white")])
             line.set_array(times[:-1])
             ax.add_collection(line)
         for i in picks.astype(int):
