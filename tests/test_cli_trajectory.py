@@ -137,6 +137,27 @@ def test_cli_make_convert_preview(tmp_path, monkeypatch, capsys):
     back = load_cameras(colmap_dir)
     assert torch.allclose(back.c2w, expected.c2w, atol=1e-5)
 
+    code, _, err = cli(
+        monkeypatch,
+        capsys,
+        "trajectory",
+        "convert",
+        str(colmap_dir),
+        str(tmp_path / "again_camera_path.json"),
+    )
+    assert code == 0 and "warning" not in err  # centred square pixels convert losslessly
+    shifted = "".join(f"{i} PINHOLE 96 64 50 50 40 32\n" for i in range(1, 13))
+    (colmap_dir / "cameras.txt").write_text(shifted)  # principal point 8 px left of centre
+    code, _, err = cli(
+        monkeypatch,
+        capsys,
+        "trajectory",
+        "convert",
+        str(colmap_dir),
+        str(tmp_path / "shifted_camera_path.json"),
+    )
+    assert code == 0 and "warning: nerfstudio camera paths assume" in err and "8.0 px" in err
+
     png = tmp_path / "preview.png"
     assert (
         cli(monkeypatch, capsys, "trajectory", "preview", str(colmap_dir), "--out", str(png))[0]

@@ -9,9 +9,16 @@ from typing import Any
 import typer
 
 from dreamjourney.camera.cameras import Cameras
-from dreamjourney.camera.formats import WRITABLE, detect_format, load_cameras, save_cameras
+from dreamjourney.camera.formats import (
+    WRITABLE,
+    detect_format,
+    format_from_suffix,
+    load_cameras,
+    nerfstudio,
+    save_cameras,
+)
 from dreamjourney.camera.trajectories import PRESETS, make_trajectory, resolve_trajectory
-from dreamjourney.cli.console import console
+from dreamjourney.cli.console import console, err_console
 from dreamjourney.errors import InputError
 
 app = typer.Typer(
@@ -133,7 +140,10 @@ def convert(
     """Convert a camera file between formats (input detected by content)."""
     name = detect_format(src)
     cameras = load_cameras(src, format=name)
-    save_cameras(cameras, out, format=format, fps=fps_of(cameras))
+    target = format or format_from_suffix(out)
+    if target == "nerfstudio" and (loss := nerfstudio.lost_in_conversion(cameras)):
+        err_console.print(f"warning: {loss}", highlight=False, markup=False)
+    save_cameras(cameras, out, format=target, fps=fps_of(cameras))
     console.print(f"converted {len(cameras)} cameras ({name}) to {out}", highlight=False)
 
 

@@ -78,6 +78,21 @@ def load(path: Path) -> Cameras:
     return Cameras(torch.stack(Ks), c2w, width, height, times)
 
 
+def lost_in_conversion(cameras: Cameras) -> str | None:
+    """What writing `cameras` in this format loses (None when nothing): it stores one fov."""
+    K = cameras.K.double()
+    centre = torch.tensor([cameras.width / 2, cameras.height / 2], dtype=K.dtype)
+    off_centre = float((K[:, :2, 2] - centre).abs().max())
+    aspect = float((K[:, 0, 0] / K[:, 1, 1] - 1).abs().max())
+    if off_centre > 0.5 or aspect > 1e-4:
+        return (
+            f"nerfstudio camera paths assume square pixels and a centred principal point; "
+            f"the principal point moves by up to {off_centre:.1f} px and fx/fy differ by "
+            f"up to {100 * aspect:.2f}%"
+        )
+    return None
+
+
 def to_dict(cameras: Cameras, *, fps: float = 24.0) -> dict:
     """Vertical fov from fy; cx, cy are assumed at the image centre (nerfstudio has no field)."""
     c2w_gl = cameras.c2w.double() @ GL_TO_CV.double()
