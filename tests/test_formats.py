@@ -246,6 +246,18 @@ ROT_BAD = [[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
             "frames[0].transform_matrix",
         ),
         (
+            "t.json",
+            json.dumps(
+                {"w": 8, "h": 8, "fl_x": 5, "frames": [{"transform_matrix": EYE, "fl_x": -1}]}
+            ),
+            "frames[0].fl_x",
+        ),
+        (
+            "t.json",
+            json.dumps({"w": 0, "h": 8, "fl_x": 5, "frames": [{"transform_matrix": EYE}]}),
+            "w",
+        ),
+        (
             "c.json",
             json.dumps({"format": "dreamjourney.cameras/1", "width": 8, "height": 8, "frames": []}),
             "frames",

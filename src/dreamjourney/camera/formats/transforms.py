@@ -30,31 +30,29 @@ def sniff(path: Path) -> bool:
     )
 
 
-def _intrinsics(top: dict, frame: dict, path: Path, where: str) -> tuple[int, int, torch.Tensor]:
-    def get(key: str) -> Any:
-        return frame.get(key, top.get(key))
+def _intrinsics(top: dict, frame: dict, path: Path, index: int) -> tuple[int, int, torch.Tensor]:
+    """Per-frame values override the top level; errors name where the value came from."""
 
-    size = []
-    for key in ("w", "h"):
-        value = get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
-            raise InputError(
-                f"must be a positive image size, got {value!r}", source=path, field=f"{where}{key}"
-            )
-        size.append(int(value))
-    w, h = size
-    if get("fl_x") is not None:
-        fx = check_number(get("fl_x"), path, f"{where}fl_x", positive=True)
-    elif get("camera_angle_x") is not None:
-        angle = check_number(get("camera_angle_x"), path, f"{where}camera_angle_x", positive=True)
-        fx = 0.5 * w / math.tan(0.5 * angle)
+    def get(key: str) -> tuple[Any, str]:
+        if key in frame:
+            return frame[key], f"frames[{index}].{key}"
+        return top.get(key), key
+
+    def number(key: str, **kwargs: Any) -> float:
+        value, field = get(key)
+        return check_number(value, path, field, **kwargs)
+
+    w, h = (number(key, positive=True) for key in ("w", "h"))
+    if get("fl_x")[0] is not None:
+        fx = number("fl_x", positive=True)
+    elif get("camera_angle_x")[0] is not None:
+        fx = 0.5 * w / math.tan(0.5 * number("camera_angle_x", positive=True))
     else:
-        raise InputError("needs fl_x or camera_angle_x", source=path, field=f"{where}fl_x")
-    fy = check_number(get("fl_y"), path, f"{where}fl_y", positive=True, default=fx)
-    cx = check_number(get("cx"), path, f"{where}cx", default=w / 2)
-    cy = check_number(get("cy"), path, f"{where}cy", default=h / 2)
+        raise InputError("needs fl_x or camera_angle_x", source=path, field="fl_x")
+    fy = number("fl_y", positive=True, default=fx)
+    cx, cy = number("cx", default=w / 2), number("cy", default=h / 2)
     K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-    return w, h, K
+    return round(w), round(h), K
 
 
 def load(path: Path) -> Cameras:
@@ -68,8 +66,7 @@ def load(path: Path) -> Cameras:
         if not isinstance(frame, dict):
             raise InputError("must be an object", source=path, field=where)
         c2ws.append(check_pose(frame.get("transform_matrix"), path, f"{where}.transform_matrix"))
-        prefix = f"{where}." if any(k in frame for k in ("w", "h", "fl_x")) else ""
-        w, h, K = _intrinsics(data, frame, path, prefix)
+        w, h, K = _intrinsics(data, frame, path, i)
         sizes.add((w, h))
         Ks.append(K)
         times.append(check_number(frame.get("time"), path, f"{where}.time", default=i / 24.0))
