@@ -153,6 +153,10 @@ def test_re10k_hand_case(tmp_path):
     )
     assert torch.allclose(cams.centers[0], torch.tensor([0.0, 0.0, 1.5]))
     assert cams.times[0].item() == pytest.approx(33.366667)
+    bare = tmp_path / "bare.txt"  # some tools drop the URL line
+    bare.write_text(path.read_text().splitlines()[1] + "\n")
+    assert detect_format(bare) == "re10k"
+    assert torch.equal(load_cameras(bare).c2w, cams.c2w)
 
 
 def test_colmap_hand_case(tmp_path):
