@@ -39,6 +39,12 @@ def _root(
     """Camera-controlled generative video of 3D and 4D scenes."""
 
 
+from dreamjourney.cli import data, eval  # noqa: E402
+
+app.add_typer(data.app, name="data")
+app.add_typer(eval.app, name="eval")
+
+
 def main() -> None:
     """Entry point of the console script."""
     try:
