@@ -246,7 +246,7 @@ def test_bad_stream_files_name_file(scene, tmp_path):
         load_scene(root)
     frame.write_bytes(kept)
     _edit_json(root / cam / "cameras.json", width=41)
-    with pytest.raises(InputError, match=r"00000\.png: image is 40x32, the camera says 41x32"):
+    with pytest.raises(InputError, match=r"00000\.png: image is 40x32, expected 41x32"):
         load_scene(root)
 
 

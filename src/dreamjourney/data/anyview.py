@@ -36,7 +36,7 @@ from dreamjourney.data.scene import (
 )
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_path, atomic_write_text
-from dreamjourney.io.images import load_image, save_image
+from dreamjourney.io.images import save_image
 from dreamjourney.io.video import read_video
 
 METADATA = "metadata.json"
@@ -151,13 +151,13 @@ def _load_frames_stream(directory: Path, cam: str, ext: str, fps: float, w2c: bo
         Ks.append(K)
         c2ws.append(c2w)
         times.append(step / fps)
-    size = load_image(frame_paths[0], min_size=1).shape
-    frames = load_frames(frame_paths, size[2], size[1])
-    cameras = Cameras(torch.stack(Ks), torch.stack(c2ws), size[2], size[1], torch.tensor(times))
+    frames = load_frames(frame_paths)
+    h, w = frames.shape[-2:]
+    cameras = Cameras(torch.stack(Ks), torch.stack(c2ws), w, h, torch.tensor(times))
     depth_paths = [directory / "depth" / cam / f"{p.stem}.npy" for p in frame_paths]
     depth = None
     if all(p.is_file() for p in depth_paths):
-        depth = torch.stack([load_depth_array(p, (size[1], size[2])) for p in depth_paths])
+        depth = torch.stack([load_depth_array(p, (h, w)) for p in depth_paths])
     return CameraStream(cam, frames, cameras, depth)
 
 

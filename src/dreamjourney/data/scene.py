@@ -163,15 +163,16 @@ def load_depth_array(path: Path, shape: tuple[int, ...]) -> Tensor:
     return torch.from_numpy(array)
 
 
-def load_frames(paths: list[Path], width: int, height: int) -> Tensor:
-    """PNG/JPEG frames that must all be width x height -> (T, 3, H, W)."""
+def load_frames(paths: list[Path], width: int | None = None, height: int | None = None) -> Tensor:
+    """Image files that must all be width x height (default: the first one's size) -> (T, 3, H, W)."""
     frames = []
     for p in paths:
         img = load_image(p, min_size=1)
+        if width is None or height is None:
+            height, width = img.shape[1:]
         if tuple(img.shape[1:]) != (height, width):
             raise InputError(
-                f"image is {img.shape[2]}x{img.shape[1]}, the camera says {width}x{height}",
-                source=p,
+                f"image is {img.shape[2]}x{img.shape[1]}, expected {width}x{height}", source=p
             )
         frames.append(img)
     return torch.stack(frames)
@@ -281,7 +282,10 @@ def save_scene(
             shutil.rmtree(old, ignore_errors=True)
             directory.rename(old)
             tmp.rename(directory)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
         else:
             tmp.rename(directory)
     finally:

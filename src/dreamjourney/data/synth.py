@@ -54,6 +54,13 @@ class _Object:
     colors: Tensor  # (2, 3)
     cells: float  # checker cells per world unit
 
+    @property
+    def bound(self) -> float:
+        """Radius of a sphere around the centre that holds the whole object."""
+        if self.kind == "box":
+            return float(self.size.norm())
+        return float(self.size[:2].norm()) if self.kind == "cylinder" else float(self.size[0])
+
     def pose(self, t: float) -> tuple[Tensor, Tensor]:
         """Rotation (3, 3) local->world and centre (3,) at time t (seconds)."""
         center = self.center + self.amplitude * math.sin(2 * math.pi * self.freq * t + self.phase)
@@ -278,15 +285,24 @@ class _Renderer:
         normals: list[Tensor | None] = [None, None]
         poses = [obj.pose(t) for obj in self.objects]
         for obj, (R, c) in zip(self.objects, poses, strict=True):
-            o, d = (origins - c) @ R, dirs @ R
+            # only rays that pass the object's bounding sphere are intersected exactly
+            oc = c - origins
+            along = (oc * dirs).sum(1)
+            near = ((oc * oc).sum(1) - along * along <= obj.bound**2) & (along + obj.bound > 0)
+            idx = near.nonzero().squeeze(1)
+            o, d = (origins[idx] - c) @ R, dirs[idx] @ R
             if obj.kind == "box":
                 th, n = _hit_box(o, d, obj.size)
             elif obj.kind == "sphere":
                 th, n = _hit_sphere(o, d, float(obj.size[0]))
             else:
                 th, n = _hit_cylinder(o, d, float(obj.size[0]), float(obj.size[1]))
-            hits.append(th)
-            normals.append(n)
+            t_all = torch.full_like(along, math.inf)
+            t_all[idx] = th
+            n_all = torch.zeros_like(origins)
+            n_all[idx] = n
+            hits.append(t_all)
+            normals.append(n_all)
         dist, which = torch.stack(hits).min(dim=0)
         color = self._sky(dirs)
         for s in range(len(hits)):
