@@ -161,6 +161,32 @@ def test_eval_compare_cli_on_frame_folders(tmp_path, run):
     assert not (tmp_path / "r2.json").exists()
 
 
+def test_synth_cli_anyview_layout(tmp_path, run):
+    code, _, err = run("data", "synth", "--out", tmp_path / "av", "--cameras", 2, "--frames", 2,
+                       "--size", "16x12", "--layout", "anyview")  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "av" / "scene_000" / "metadata.json").is_file()
+    scene = load_any_scene(tmp_path / "av" / "scene_000")
+    assert (
+        scene.camera_names == ["exo_front", "exo_back"]
+        and scene.streams["exo_back"].depth is not None
+    )
+
+
+def test_eval_compare_cli_on_videos(tmp_path, run):
+    from dreamjourney.io.video import write_video
+
+    gt = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    write_video(tmp_path / "gt.mp4", gt)
+    write_video(tmp_path / "pred.mp4", (gt + 0.1).clamp(0, 1))
+    code, _, err = run(
+        "eval", tmp_path / "pred.mp4", tmp_path / "gt.mp4", "--out", tmp_path / "r.json"
+    )
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["frames"] == 3 and 10 < report["mean"]["psnr"] < 35
+
+
 def test_bad_cli_values_exit_2(tmp_path, run):
     code, _, err = run("data", "synth", "--out", tmp_path / "x", "--size", "12by4")
     assert code == 2 and "--size: must be WxH" in err

@@ -72,6 +72,17 @@ def load_mask(path: Path, frames: int, height: int, width: int) -> Tensor:
     return mask.expand(frames, height, width)
 
 
+def parse_option(text: str) -> tuple[str, object]:
+    """'KEY=VALUE' -> (KEY, VALUE as JSON, or the plain string when it is not JSON)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise InputError(f"must be KEY=VALUE with KEY a name, got {text!r}", field="--option")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
 @app.command()
 def compare(
     pred: Path = typer.Argument(..., help="Predicted video, or folder of frames."),
@@ -132,9 +143,17 @@ def bench(
         None, "--lpips-weights", help="LPIPS state dict; no LPIPS without."
     ),
     videos: bool = typer.Option(True, "--videos/--no-videos", help="Side-by-side episode videos."),
+    option: list[str] = typer.Option(
+        [],
+        "--option",
+        "-o",
+        help="KEY=VALUE passed to the method (VALUE read as JSON if it can be).",
+    ),
 ) -> None:
     """Run a novel-view METHOD on every input/target camera pair and tabulate the metrics."""
     from dreamjourney.eval.bench import run_bench
+
+    method_options = dict(parse_option(text) for text in option)
 
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"bench {method}", total=None)
@@ -150,6 +169,7 @@ def bench(
             lpips_weights=lpips_weights,
             videos=videos,
             progress=advance,
+            **method_options,
         )
     table = Table(
         "dataset", *results["metrics"], title=f"{method} ({len(results['episodes'])} episodes)"
