@@ -187,6 +187,27 @@ def test_eval_compare_cli_on_videos(tmp_path, run):
     assert report["frames"] == 3 and 10 < report["mean"]["psnr"] < 35
 
 
+def test_eval_consistency_cli_on_a_synthetic_camera(scenes, tmp_path, run):
+    from dreamjourney.camera.formats import save_cameras
+    from dreamjourney.io.images import save_image
+
+    stream = load_any_scene(scenes / "scene_000").streams["exo_side"]
+    (tmp_path / "frames").mkdir()
+    for i, frame in enumerate(stream.frames):
+        save_image(tmp_path / "frames" / f"{i:03d}.png", frame)
+    save_cameras(stream.cameras, tmp_path / "cams.json")
+    np.save(tmp_path / "depth.npy", stream.depth.numpy())
+    code, _, err = run("eval", "consistency", tmp_path / "frames", "--cameras", tmp_path / "cams.json",
+                       "--depth", tmp_path / "depth.npy", "--out", tmp_path / "c.json")  # fmt: skip
+    assert code == 0, err
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert len(report["per_frame_pair"]["consistency"]) == 2
+    assert report["mean"]["consistency"] > 0.9  # a static camera, exact depth: only movers differ
+    code, _, err = run("eval", "consistency", tmp_path / "frames", "--depth", tmp_path / "depth.npy",
+                       "--out", tmp_path / "d.json")  # fmt: skip
+    assert code == 2 and "give both --cameras and --depth" in err
+
+
 def test_bad_cli_values_exit_2(tmp_path, run):
     code, _, err = run("data", "synth", "--out", tmp_path / "x", "--size", "12by4")
     assert code == 2 and "--size: must be WxH" in err

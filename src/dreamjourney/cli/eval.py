@@ -132,6 +132,65 @@ def compare(
 
 
 @app.command()
+def consistency(
+    video: Path = typer.Argument(
+        ..., help="A generated video (or folder of frames), no ground truth."
+    ),
+    out: Path = typer.Option(..., "--out", help="Report JSON to write."),
+    cameras: Path | None = typer.Option(
+        None, "--cameras", help="Its cameras, one per frame (any supported camera file)."
+    ),
+    depth: Path | None = typer.Option(
+        None, "--depth", help="(T, H, W) z-depth .npy, one map per frame (0 = unknown)."
+    ),
+    threshold: float = typer.Option(
+        0.1, "--threshold", help="Mean abs RGB difference that agrees."
+    ),
+) -> None:
+    """Reprojection consistency and temporal flicker between consecutive frames.
+
+    With --cameras and --depth, frame t-1 is warped into camera t first, so camera motion does not
+    count; without them only the raw flicker is reported.
+    """
+    from dreamjourney.camera.formats import load_cameras
+    from dreamjourney.data.scene import load_depth_array
+    from dreamjourney.eval.bench import _json_safe
+    from dreamjourney.eval.metrics import mean_over, reprojection_consistency, temporal_flicker
+    from dreamjourney.io.atomic import atomic_write_text
+
+    if (cameras is None) != (depth is None):
+        raise InputError("give both --cameras and --depth, or neither", field="--depth")
+    frames = load_clip(video, role="VIDEO")
+    t, _, h, w = frames.shape
+    per_frame: dict[str, list] = {}
+    if cameras is not None and depth is not None:
+        cams = load_cameras(cameras)
+        if len(cams) != t:
+            raise InputError(f"{len(cams)} cameras for {t} frames", source=cameras)
+        cams = cams.resize(w, h) if (cams.width, cams.height) != (w, h) else cams
+        d = load_depth_array(depth, (t, h, w))
+        per_frame["consistency"] = reprojection_consistency(
+            frames, cams, d, threshold=threshold
+        ).tolist()
+        per_frame["flicker"] = temporal_flicker(frames, cams, d).tolist()
+    else:
+        per_frame["flicker"] = temporal_flicker(frames).tolist()
+    means = {k: mean_over(v) for k, v in per_frame.items()}
+    report = {
+        "video": str(video),
+        "frames": t,
+        "warped": cameras is not None,
+        "threshold": threshold,
+        "mean": means,
+        "per_frame_pair": per_frame,
+    }
+    atomic_write_text(out, json.dumps(_json_safe(report), indent=1))
+    for k, v in means.items():
+        console.print(f"{k}: {v:.4f}")
+    console.print(f"report: {out}")
+
+
+@app.command()
 def bench(
     method: str = typer.Argument(..., help="A registered method (copy-input, warp-input, ...)."),
     scenes: Path = typer.Option(
