@@ -96,7 +96,7 @@ def compare(
     ),
 ) -> None:
     """PSNR, SSIM (and LPIPS) of PRED against GT, per frame and averaged."""
-    from dreamjourney.eval.bench import _json_safe
+    from dreamjourney.eval.bench import json_safe
     from dreamjourney.eval.metrics import LPIPS, mean_over, psnr, ssim
     from dreamjourney.io.atomic import atomic_write_text
 
@@ -123,7 +123,7 @@ def compare(
         "mean": means,
         "per_frame": per_frame,
     }
-    atomic_write_text(out, json.dumps(_json_safe(report), indent=1))
+    atomic_write_text(out, json.dumps(json_safe(report), indent=1))
     table = Table("metric", "mean over frames")
     for k, v in means.items():
         table.add_row(k, f"{v:.4f}")
@@ -154,7 +154,7 @@ def consistency(
     """
     from dreamjourney.camera.formats import load_cameras
     from dreamjourney.data.scene import load_depth_array
-    from dreamjourney.eval.bench import _json_safe
+    from dreamjourney.eval.bench import json_safe
     from dreamjourney.eval.metrics import mean_over, reprojection_consistency, temporal_flicker
     from dreamjourney.io.atomic import atomic_write_text
 
@@ -184,7 +184,7 @@ def consistency(
         "mean": means,
         "per_frame_pair": per_frame,
     }
-    atomic_write_text(out, json.dumps(_json_safe(report), indent=1))
+    atomic_write_text(out, json.dumps(json_safe(report), indent=1))
     for k, v in means.items():
         console.print(f"{k}: {v:.4f}")
     console.print(f"report: {out}")

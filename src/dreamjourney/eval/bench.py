@@ -122,13 +122,14 @@ def _common_frames(a: CameraStream, b: CameraStream) -> tuple[Tensor, Tensor]:
     return ia, ib
 
 
-def _json_safe(value):
+def json_safe(value):
+    """`value` with non-finite floats (inf PSNR, nan of empty masks) as None, for strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -209,7 +210,7 @@ def run_bench(
         "episodes": records,
         **aggregate(records, metrics, ("dataset",)),
     }
-    results = _json_safe(results)
+    results = json_safe(results)
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1))
     atomic_write_text(out_dir / "results.md", markdown_tables(results))
     return results
