@@ -9,7 +9,8 @@
 
 One stream per camera id (camera "0" is the input, as DyCheck trains on it), frames in time
 order, time = time id / fps. The smallest factor k present under rgb/ is used. Distortion other
-than zero is refused (undistort first): our cameras are pinhole.
+than zero is refused (undistort first): our cameras are pinhole. `splits/` is not read: every
+camera JSON with its frame becomes part of a stream.
 """
 
 from __future__ import annotations
