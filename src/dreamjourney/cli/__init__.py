@@ -39,6 +39,11 @@ def _root(
     """Camera-controlled generative video of 3D and 4D scenes."""
 
 
+from dreamjourney.cli.models import models  # noqa: E402
+
+app.command("models")(models)
+
+
 def main() -> None:
     """Entry point of the console script."""
     try:
