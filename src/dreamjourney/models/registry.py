@@ -245,7 +245,9 @@ def resolve_specs(
                 f"unknown key {role!r}; expected preset, device, dtype or one of {', '.join(ROLES)}",
                 field=role,
             )
-        if value in (None, "none", False) and role == "animator":
+        if value in (None, "none", False):
+            if role != "animator":
+                raise InputError("only the animator can be switched off", field=role)
             specs[role] = None
             continue
         override = _spec(value, role)
@@ -278,8 +280,6 @@ def build_backends(
     for role in ROLES:
         spec = specs[role]
         built[role] = None if spec is None else _build(role, spec, device, dtype)
-    if specs["depth"] is None or specs["completer"] is None or specs["captioner"] is None:
-        raise InputError("only the animator can be switched off", field="config")
     models = [str(s.get("model", "")) for s in specs.values() if s]
     info = {
         "preset": chosen,
