@@ -48,6 +48,10 @@ def models(
                 weights.setdefault(str(model), name)
         presets.add_row(name, *cells)
     console.print(presets)
+    console.print(
+        "[yellow]tiny[/]: random weights of the real architectures, built on first use: "
+        "every code path runs, the output is noise."
+    )
 
     found = Table(title=f"Weights (local directories and the Hugging Face cache {hf_cache_dir()})")
     found.add_column("model")

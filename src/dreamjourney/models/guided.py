@@ -85,6 +85,12 @@ class _WanI2V:
     pipeline = "WanImageToVideoPipeline"
 
     def __init__(self, pipe: Any, owner: GuidedCompleter):
+        if pipe.config.expand_timesteps or pipe.transformer_2 is not None:
+            raise InputError(
+                "the guided sampler supports Wan 2.1-style I2V/FLF2V pipelines (one transformer, "
+                "image latents as channels), not Wan 2.2 TI2V or two-expert models",
+                field="completer.model",
+            )
         self.pipe = pipe
         self.owner = owner
         self.temporal = pipe.vae_scale_factor_temporal
