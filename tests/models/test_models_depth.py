@@ -137,3 +137,23 @@ def test_missing_weights_name_the_model_places_and_remedy(tmp_path, monkeypatch)
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingWeightsError, match="loading failed"):
         DepthProDepth(str(tmp_path / "empty")).estimate(torch.rand(3, 8, 8))
+
+
+def test_hub_cache_is_searched_and_an_incomplete_copy_is_named(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from dreamjourney.models.weights import find_weights
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--apple--DepthPro-hf"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    assert find_weights("apple/DepthPro-hf") == snapshot
+    assert find_weights("apple/other") is None
+    with pytest.raises(MissingWeightsError) as info:
+        DepthProDepth("apple/DepthPro-hf").estimate(torch.rand(3, 8, 8))
+    msg = str(info.value)
+    assert "'apple/DepthPro-hf'" in msg and f"cached copy {snapshot} is incomplete" in msg

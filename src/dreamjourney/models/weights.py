@@ -8,6 +8,7 @@ that names the model, where we looked and how to provide it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,11 @@ def parse_dtype(value: str | torch.dtype | None, *, field: str = "dtype") -> tor
 
 def hf_cache_dir() -> Path:
     """The Hugging Face hub cache this process would read."""
-    from huggingface_hub import constants
-
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # installed without the `models` extra
+        home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+        return Path(os.environ.get("HF_HUB_CACHE", str(Path(home) / "hub")))
     return Path(constants.HF_HUB_CACHE)
 
 
@@ -66,25 +70,31 @@ def find_weights(model: str) -> Path | None:
         return path
     if _looks_local(model):
         return None
-    from huggingface_hub import snapshot_download
-
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # installed without the `models` extra: nothing can be loaded anyway
+        return None
     try:
         return Path(snapshot_download(model, local_files_only=True))
-    except Exception:
+    except Exception:  # not cached, or an id the hub client rejects
         return None
 
 
 def _missing(model: str, role: str, detail: str = "") -> MissingWeightsError:
     local = Path(model).expanduser()
-    how = (
-        f"download them on a machine with internet (`huggingface-cli download {model}`) and copy "
-        f"the cache to {hf_cache_dir()}, or set a local directory in a config "
-        f'(`[{role}] model = "/path/to/{model.rsplit("/", 1)[-1]}"`) or an option'
-    )
-    msg = (
-        f"weights for the {role} model {model!r} not found: looked for a local directory {local} "
-        f"and in the Hugging Face cache {hf_cache_dir()}{detail}; {how}"
-    )
+    if _looks_local(model) or local.exists():
+        msg = (
+            f"weights for the {role} model not found in the local directory {local}{detail}; "
+            "put the model's files there (on a machine with internet: `huggingface-cli download "
+            f"<hub id> --local-dir {local}`) or set [{role}] model to another directory or a hub id"
+        )
+    else:
+        msg = (
+            f"weights for the {role} model {model!r} not found: looked for a local directory {local} "
+            f"and in the Hugging Face cache {hf_cache_dir()}{detail}; download them on a machine with "
+            f"internet (`huggingface-cli download {model}`) and copy the cache to {hf_cache_dir()}, or "
+            f'set a local directory in a config (`[{role}] model = "/path/to/{model.rsplit("/", 1)[-1]}"`)'
+        )
     return MissingWeightsError(msg, field=role)
 
 
@@ -115,7 +125,13 @@ def load_pretrained(cls: Any, model: str, *, role: str, **kwargs: Any) -> Any:
         return cls.from_pretrained(str(path), **kwargs)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _missing(model, role, f" (found {path}, but loading failed: {first})") from exc
+        if (
+            model.startswith(TINY_PREFIX)
+            or _looks_local(model)
+            or Path(model).expanduser().exists()
+        ):
+            raise _missing(str(path), role, f" (loading failed: {first})") from exc
+        raise _missing(model, role, f" (the cached copy {path} is incomplete: {first})") from exc
 
 
 @dataclass
