@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,6 +73,14 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
     frames, masks = masked_clip
     completer = VaceCompleter(tiny_model("wan-vace"), num_inference_steps=2, guidance_scale=1.0)
     assert isinstance(completer, Completer)
+    pipe = completer._load()
+    seen = {}
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return type(pipe).__call__(pipe, **kwargs)
+
+    completer._pipe = spy
     steps = []
     out = completer.complete(
         frames,
@@ -84,6 +93,10 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
     assert _known_equal(out, frames, masks)
     assert not torch.equal(out, frames)  # the holes were generated
     assert steps == [1, 2]
+    # the pipeline got the partial video and a mask that is white exactly on the holes
+    assert seen["num_frames"] == 9 and len(seen["video"]) == len(seen["mask"]) == 9
+    white = torch.stack([torch.from_numpy(np.array(m)) == 255 for m in seen["mask"]])
+    assert torch.equal(white, ~masks)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,10 @@ import types
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dreamjourney.errors import InputError, MissingWeightsError
+from dreamjourney.io.images import to_uint8
 from dreamjourney.models.depth import (
     DepthAnythingDepth,
     DepthProDepth,
@@ -38,10 +40,20 @@ def test_disparity_to_depth_is_inverse_and_bounded():
 def test_depth_anything_tiny(tiny_model):
     estimator = DepthAnythingDepth(tiny_model("depth-anything"))
     assert isinstance(estimator, DepthEstimator)
-    result = estimator.estimate(torch.rand(3, 40, 56))
+    image = torch.rand(3, 40, 56)
+    result = estimator.estimate(image)
     assert result.depth.shape == (40, 56) and result.depth.dtype == torch.float32
     assert torch.all(result.depth > 0) and result.depth.median() == pytest.approx(1.0)
     assert result.metric is False and result.focal_px is None
+    # depth is the inverse of the model's relative disparity: nearest where disparity peaks
+    inputs = estimator._processor(images=Image.fromarray(to_uint8(image)), return_tensors="pt")
+    with torch.no_grad():
+        disparity = estimator._model(**inputs).predicted_depth[0]
+    disparity = torch.nn.functional.interpolate(
+        disparity[None, None], size=(40, 56), mode="bilinear"
+    )[0, 0]
+    assert result.depth.flatten().argmin() == disparity.flatten().argmax()
+    assert result.depth.flatten().argmax() == disparity.flatten().argmin()
 
 
 def test_depth_pro_tiny_gives_metric_depth_and_focal(tiny_model):
