@@ -220,7 +220,24 @@ def test_guided_cogvideox(tiny_model, masked_clip):
         cfg_scale=1.0,
         max_sequence_length=16,
     )
-    out = completer.complete(frames, masks, generator=torch.Generator().manual_seed(0))
-    assert out.shape == frames.shape and torch.isfinite(out).all()
-    assert _known_equal(out, frames, masks)
+    errors = {}
+    for step in (0.0, 1.0):
+        completer.step_size = step
+        out = completer.complete(frames, masks, generator=torch.Generator().manual_seed(0))
+        assert out.shape == frames.shape and torch.isfinite(out).all()
+        assert _known_equal(out, frames, masks)
+        errors[step] = completer.last_trace.latent_error
     assert completer.last_trace.sampled_frames == 17 and completer.last_trace.latent_frames == 5
+    assert errors[1.0] < 0.5 * errors[0.0]
+
+
+def test_guided_first_last_frame_conditioning(wan_guided, masked_clip):
+    frames, masks = _small(masked_clip)
+    completer = _configure(wan_guided, num_inference_steps=2, guidance_steps=1)
+    completer.condition_last_frame = True
+    try:
+        out = completer.complete(frames, masks, generator=torch.Generator().manual_seed(0))
+    finally:
+        completer.condition_last_frame = False
+    assert _known_equal(out, frames, masks)
+    assert torch.isfinite(completer.last_trace.raw).all()
