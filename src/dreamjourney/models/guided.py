@@ -83,6 +83,7 @@ class _WanI2V:
 
     default_model = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
     pipeline = "WanImageToVideoPipeline"
+    text_length = 512
 
     def __init__(self, pipe: Any, owner: GuidedCompleter):
         if pipe.config.expand_timesteps or pipe.transformer_2 is not None:
@@ -125,7 +126,7 @@ class _WanI2V:
             prompt=prompt,
             negative_prompt=owner.negative_prompt,
             do_classifier_free_guidance=self.cfg,
-            max_sequence_length=owner.max_sequence_length,
+            max_sequence_length=owner.max_sequence_length or self.text_length,
             device=device,
         )
         dtype = pipe.transformer.dtype
@@ -172,6 +173,7 @@ class _CogVideoXI2V:
 
     default_model = "THUDM/CogVideoX-5b-I2V"
     pipeline = "CogVideoXImageToVideoPipeline"
+    text_length = 226
 
     def __init__(self, pipe: Any, owner: GuidedCompleter):
         self.pipe = pipe
@@ -212,7 +214,7 @@ class _CogVideoXI2V:
             prompt=prompt,
             negative_prompt=owner.negative_prompt,
             do_classifier_free_guidance=self.cfg,
-            max_sequence_length=owner.max_sequence_length,
+            max_sequence_length=owner.max_sequence_length or self.text_length,
             device=device,
         )
         dtype = pipe.transformer.dtype
@@ -277,6 +279,7 @@ class GuidedCompleter:
     view_padding: repeat first/last frames for one latent frame at each end (True).
     cfg_scale: classifier-free guidance scale of the prompt (5.0; <= 1 skips the second pass).
     condition_last_frame: also condition on the last frame (Wan first-last-frame models).
+    max_sequence_length: text tokens (None: the model's own, 512 for Wan, 226 for CogVideoX).
     height / width: working size (None: the clip's, rounded to the model's multiple).
     memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`).
     """
@@ -299,7 +302,7 @@ class GuidedCompleter:
         cfg_scale: float = 5.0,
         negative_prompt: str = "",
         condition_last_frame: bool = False,
-        max_sequence_length: int = 226,
+        max_sequence_length: int | None = None,
         height: int | None = None,
         width: int | None = None,
     ):
