@@ -40,11 +40,16 @@ def _root(
     """Camera-controlled generative video of 3D and 4D scenes."""
 
 
+from dreamjourney.cli import data, eval  # noqa: E402
+from dreamjourney.cli.models import models  # noqa: E402
 from dreamjourney.cli.render import render  # noqa: E402
 from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
 
 app.add_typer(trajectory_app, name="trajectory")
 app.command("render")(render)
+app.command("models")(models)
+app.add_typer(data.app, name="data")
+app.add_typer(eval.app, name="eval")
 
 
 def main() -> None:
