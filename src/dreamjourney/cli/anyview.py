@@ -12,9 +12,10 @@ from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.trajectories import PRESETS, make_trajectory
 from dreamjourney.cli.console import console, err_console
 from dreamjourney.cli.options import parse_size
+from dreamjourney.data.scene import load_depth_array
 from dreamjourney.errors import InputError
-from dreamjourney.io.video import write_video
 from dreamjourney.io.clips import load_clip
+from dreamjourney.io.video import write_video
 
 
 def anyview(
@@ -23,13 +24,18 @@ def anyview(
         ..., "--trajectory", "-t", help="Target camera path: a preset name or a camera file."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
-    method: str = typer.Option("geometry", help="geometry (training-free) or learned (AnyView model)."),
+    method: str = typer.Option(
+        "geometry", help="geometry (training-free) or learned (AnyView model)."
+    ),
     input_cameras: Path | None = typer.Option(
         None, help="Cameras of the input video (any camera format); default: a static camera."
     ),
     target_frame: str = typer.Option(
         "relative",
         help="relative: a target camera file is relative to the first input camera; world: as is.",
+    ),
+    depth: Path | None = typer.Option(
+        None, help="Input z-depth, .npy (T,H,W) in the units of the input cameras (geometry)."
     ),
     preset: str = typer.Option("offline", help="Model preset for depth and completion."),
     config: Path | None = typer.Option(None, help="Model config file (JSON/TOML)."),
@@ -70,9 +76,13 @@ def anyview(
         depth_result = backends.depth.estimate(clip[0])
         cams_in = _static_camera(num_frames, width, height, fps, fov, depth_result.focal_px)
 
-    if depth_result is None:
-        depth_result = backends.depth.estimate(clip[0])
-    valid = depth_result.depth[depth_result.depth > 0]
+    input_depth = None
+    if depth is not None:
+        input_depth = load_depth_array(depth, (num_frames, height, width))
+        first_depth = input_depth[0]
+    else:
+        first_depth = (depth_result or backends.depth.estimate(clip[0])).depth
+    valid = first_depth[first_depth > 0]
     scene_scale = float(valid.median()) if valid.numel() else 1.0
     target = _target_cameras(
         trajectory, cams_in, num_frames, scene_scale, target_frame, width, height, fov
@@ -84,7 +94,7 @@ def anyview(
         from dreamjourney.pipelines.anyview_geometry import AnyViewGeometryPipeline
 
         pipe = AnyViewGeometryPipeline(backends.depth, backends.completer)
-        result = pipe(clip, cams_in, target, generator=generator)
+        result = pipe(clip, cams_in, target, input_depth=input_depth, generator=generator)
         output = result.frames
         write_video(out / "render.mp4", result.render, fps=fps)
         write_video(out / "mask.mp4", result.mask.float()[:, None].expand(-1, 3, -1, -1), fps=fps)
@@ -134,8 +144,13 @@ def _target_cameras(
     """The target path at the input's times: a preset starting at the first input camera, or a file."""
     if spec in PRESETS:
         target = make_trajectory(
-            spec, num_frames, scene_scale=scene_scale, width=width, height=height,
-            fov_deg=fov, start=cams_in[0],
+            spec,
+            num_frames,
+            scene_scale=scene_scale,
+            width=width,
+            height=height,
+            fov_deg=fov,
+            start=cams_in[0],
         )
     else:
         path = Path(spec)
@@ -151,5 +166,9 @@ def _target_cameras(
             )
         if target_frame == "relative":
             target = target.transform(cams_in.c2w[0])
-        target = target.resize(width, height) if (target.width, target.height) != (width, height) else target
+        target = (
+            target.resize(width, height)
+            if (target.width, target.height) != (width, height)
+            else target
+        )
     return target.with_times(cams_in.times)

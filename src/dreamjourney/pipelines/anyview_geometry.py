@@ -105,10 +105,45 @@ class AnyViewGeometryPipeline:
             input_depth = temporally_consistent_depth(estimates, video)
         renders, masks = [], []
         for t in range(num_frames):
-            cloud = unproject(video[t], input_depth[t], input_cameras[t], time=float(input_cameras.times[t]))
+            cloud = unproject(
+                video[t], input_depth[t], input_cameras[t], time=float(input_cameras.times[t])
+            )
             out = rasterize(cloud, target_cameras[t])
             renders.append(out.image[0])
             masks.append(out.mask[0])
         render, mask = torch.stack(renders), torch.stack(masks)
-        frames = self.completer.complete(render, mask, prompt=prompt, generator=generator, progress=progress)
+        frames = self.completer.complete(
+            render, mask, prompt=prompt, generator=generator, progress=progress
+        )
         return AnyViewGeometryOutput(frames=frames, render=render, mask=mask, depth=input_depth)
+
+
+class AnyViewGeometryMethod:
+    """The geometry-guided pipeline as a benchmark method (`dreamjourney.eval.bench`).
+
+    Args:
+        preset: model preset for depth and completion (default `offline`: no weights).
+        depth: "given" uses the input camera's depth when the scene has it (else estimates);
+            "estimated" always estimates it (relative depth: only meaningful when the cameras
+            are in the same units as the estimate).
+    """
+
+    def __init__(self, preset: str = "offline", depth: str = "given", device: str = "cpu"):
+        from dreamjourney.models.registry import build_backends
+
+        if depth not in ("given", "estimated"):
+            raise ValueError(f"depth must be 'given' or 'estimated', got {depth!r}")
+        backends = build_backends(preset, device=device)
+        self.pipeline = AnyViewGeometryPipeline(backends.depth, backends.completer)
+        self.use_given_depth = depth == "given"
+
+    def __call__(
+        self,
+        input_frames: Tensor,
+        input_cameras: Cameras,
+        target_cameras: Cameras,
+        *,
+        input_depth: Tensor | None = None,
+    ) -> Tensor:
+        depth = input_depth if self.use_given_depth else None
+        return self.pipeline(input_frames, input_cameras, target_cameras, input_depth=depth).frames
