@@ -164,3 +164,30 @@ def test_unproject_skips_masked_and_invalid_pixels():
     assert (cloud.times == 1.5).all()
     ray = unproject(torch.rand(3, 4, 4), torch.full((4, 4), 2.0), cam, depth_kind="ray")
     assert torch.allclose(ray.points.norm(dim=-1), torch.full((16,), 2.0))
+
+
+def test_grazing_ground_plane_stays_closed_when_approached():
+    """Rows of a ground plane seen at a grazing angle are far apart in the world; footprints
+    follow that spacing, so walking forward leaves no stripes of holes."""
+    height, step = 0.1, 1.0  # camera height above the ground, then a walk forward
+
+    def ground_hits(cam):
+        _, dirs = cam.rays()
+        dirs = dirs.reshape(-1, 3)
+        t = torch.where(dirs[:, 1] > 1e-6, height / dirs[:, 1], torch.inf)  # y is down
+        return t, dirs * torch.where(t.isfinite(), t, 0.0)[:, None]
+
+    cam = camera()
+    t, hits = ground_hits(cam)
+    depth = torch.where(t < 200, hits[:, 2], 0.0).reshape(SIZE, SIZE)
+    cloud = unproject(torch.rand(3, SIZE, SIZE), depth, cam)
+    c2w = torch.eye(4)
+    c2w[2, 3] = step
+    moved = camera(c2w)
+    out = rasterize(cloud, moved)
+    t, hits = ground_hits(moved)
+    z_source = hits[:, 2] + step
+    bottom = 1.02 * height / math.tan(math.radians(30))  # the nearest ground the source saw
+    seen = (t.isfinite() & (z_source < 200) & (z_source > bottom)).reshape(SIZE, SIZE)
+    assert seen.sum() > 1000
+    assert (~out.mask[0] & seen).sum() < 0.01 * seen.sum()

@@ -21,11 +21,14 @@ from dreamjourney.camera import Cameras, pixel_centers
 # Square splats must cover a rotated sampling grid: the farthest point of a unit grid cell from
 # its nearest sample is 1/sqrt(2) in the max-norm, so the half-size is that times the spacing.
 FOOTPRINT_FACTOR = 1.0 / math.sqrt(2.0) + 0.01
-# Points beside a depth edge or a hole get a footprint of exactly their own pixel cell, so
+# Points beside a depth edge or a hole get a footprint of about their own pixel cell, so
 # silhouettes do not grow.
 EDGE_FOOTPRINT_FACTOR = 0.55
-# Neighbour spacing more than this many times the fronto-parallel pixel size is a depth edge.
+# Beside a depth edge, a neighbour more than this many fronto-parallel pixels away is across it.
 MAX_SLANT = 8.0
+# Three samples lie on one smooth surface if their second difference is at most this share of
+# the larger step (a plane seen at any slant gives 0; a depth edge gives about 1).
+SMOOTHNESS = 0.5
 
 
 @dataclass
@@ -151,31 +154,33 @@ def unproject(
 
 
 def _footprint_radii(xyz: Tensor, z: Tensor, valid: Tensor, fx: float, fy: float) -> Tensor:
-    """(H, W) world footprint radius from the spacing to the nearer neighbour along each axis.
+    """(H, W) world footprint radius from the spacing to the neighbouring samples on each axis.
 
-    The spacing is at least one fronto-parallel pixel (z / f) and at most MAX_SLANT of them, so a
-    neighbour across a depth edge never widens a point.
+    Where a pixel and both its neighbours lie on one smooth surface (the second difference of
+    their positions is small next to the steps), the spacing is taken as it is, however slanted
+    the surface. Elsewhere the pixel is on a depth edge or beside a hole: it takes the step to
+    its nearer neighbour if that is at most MAX_SLANT fronto-parallel pixels (z / f), else one
+    such pixel, and the tighter EDGE_FOOTPRINT_FACTOR, so silhouettes do not grow.
     """
-    inf = torch.tensor(float("inf"), device=xyz.device)
 
     def spacing(dim: int, f: float) -> tuple[Tensor, Tensor]:
         base = z / f
-        step = (
-            xyz.narrow(dim, 1, xyz.shape[dim] - 1) - xyz.narrow(dim, 0, xyz.shape[dim] - 1)
-        ).norm(dim=-1)
-        both = valid.narrow(dim, 1, valid.shape[dim] - 1) & valid.narrow(
-            dim, 0, valid.shape[dim] - 1
-        )
-        step = torch.where(both, step, inf)
-        pad_shape = list(step.shape)
-        pad_shape[dim] = 1
-        pad = torch.full(pad_shape, float("inf"), device=xyz.device)
+        n = xyz.shape[dim]
+        diff = xyz.narrow(dim, 1, n - 1) - xyz.narrow(dim, 0, n - 1)
+        both = valid.narrow(dim, 1, n - 1) & valid.narrow(dim, 0, n - 1)
+        step = torch.where(both, diff.norm(dim=-1), torch.inf)
+        pad = torch.full_like(step.narrow(dim, 0, 1), torch.inf)
         before = torch.cat([pad, step], dim=dim)  # distance to the previous pixel
         after = torch.cat([step, pad], dim=dim)  # distance to the next pixel
-        nearest = torch.minimum(before, after)
-        edge = torch.maximum(before, after) > MAX_SLANT * base
-        nearest = torch.where(nearest > MAX_SLANT * base, base, nearest)
-        return torch.maximum(nearest, base), edge
+        zero = torch.zeros_like(diff.narrow(dim, 0, 1))
+        curvature = (torch.cat([diff, zero], dim=dim) - torch.cat([zero, diff], dim=dim)).norm(
+            dim=-1
+        )
+        far = torch.maximum(before, after)
+        near = torch.minimum(before, after)
+        smooth = far.isfinite() & (curvature <= SMOOTHNESS * far)
+        edge_spacing = torch.where(near <= MAX_SLANT * base, near, base)
+        return torch.where(smooth, near, edge_spacing).maximum(base), ~smooth
 
     sx, edge_x = spacing(1, fx)
     sy, edge_y = spacing(0, fy)
