@@ -135,12 +135,7 @@ def _visible_points(
     behind = z <= NEAR
     fu.masked_fill_(behind, -1.0)  # off-screen
     # ring k (pixels k steps from the one the centre falls in) is reached iff |du| + rx >= k
-    reach = du.abs().add_(rx)
-    if ry is rx:
-        reach = torch.maximum(reach, dv.abs().add_(rx))
-    else:
-        reach = torch.maximum(reach, dv.abs().add_(ry))
-    reach.masked_fill_(behind, 0.0)
+    reach = torch.maximum(du.abs().add_(rx), dv.abs().add_(ry)).masked_fill_(behind, 0.0)
 
     # Candidates: the pixel each centre falls in (always covered); then, for splats reaching
     # past it, the one or three neighbours of a splat under a pixel wide, and whole rings of
@@ -164,45 +159,22 @@ def _visible_points(
                 )
             )
         big = ext[wide]
-        for k in range(1, int(reach[big].max().item()) + 1 if len(big) else 1):
-            sel = big[reach[big] >= k]
-            ring = [
-                (i, j)
-                for i in range(-k, k + 1)
-                for j in range(-k, k + 1)
-                if max(abs(i), abs(j)) == k
-            ]
-            ii = torch.tensor([o[0] for o in ring], device=device, dtype=torch.float32)
-            jj = torch.tensor([o[1] for o in ring], device=device, dtype=torch.float32)
-            m = len(ring)
-            du_r = (du[sel][:, None] - ii).reshape(-1)
-            dv_r = (dv[sel][:, None] - jj).reshape(-1)
-            outside = (du_r.abs() > rx[sel].repeat_interleave(m)) | (
-                dv_r.abs() > ry[sel].repeat_interleave(m)
-            )
+        k = 1
+        while len(big := big[reach[big] >= k]):
             parts.append(
-                _candidates(
-                    (fu[sel][:, None] + ii).reshape(-1),
-                    (fv[sel][:, None] + jj).reshape(-1),
-                    du_r,
-                    dv_r,
-                    z[sel].repeat_interleave(m),
-                    cloud.radii[sel].repeat_interleave(m),
-                    sel.repeat_interleave(m),
-                    width,
-                    height,
-                    skip=outside,
-                )
+                _ring_candidates(big, k, fu, fv, du, dv, rx, ry, z, cloud.radii, width, height)
             )
+            k += 1
+
     zbuf = torch.full((hw + 1,), float("inf"), device=device)
     for pix, zs, _, _, _ in parts:
         zbuf.scatter_reduce_(0, pix, zs, reduce="amin")
     kbuf = torch.full((hw + 1,), _EMPTY, dtype=torch.long, device=device)
     for pix, zs, rs, d2, idx in parts:
-        behind = zs > zbuf.index_select(0, pix).add_(rs, alpha=DEPTH_TOLERANCE)
+        occluded = zs > zbuf.index_select(0, pix).add_(rs, alpha=DEPTH_TOLERANCE)
         # non-negative float32 bit patterns sort like the floats: an exact distance key
         key = d2.view(torch.int32).long().bitwise_left_shift_(_INDEX_BITS).bitwise_or_(idx)
-        kbuf.scatter_reduce_(0, pix, key.masked_fill_(behind, _EMPTY), reduce="amin")
+        kbuf.scatter_reduce_(0, pix, key.masked_fill_(occluded, _EMPTY), reduce="amin")
     kbuf = kbuf[:hw]
     winner = torch.where(kbuf == _EMPTY, -1, kbuf.bitwise_and_(_INDEX_MASK))
     return winner, z.index_select(0, winner.clamp_min(0))
@@ -229,3 +201,41 @@ def _candidates(
         off |= skip
     pix = (py * width).add_(px).long().masked_fill_(off, width * height)
     return pix, z, radii, torch.addcmul(du * du, dv, dv), idx
+
+
+def _ring_candidates(
+    sel: Tensor,
+    k: int,
+    fu: Tensor,
+    fv: Tensor,
+    du: Tensor,
+    dv: Tensor,
+    rx: Tensor,
+    ry: Tensor,
+    z: Tensor,
+    radii: Tensor,
+    width: int,
+    height: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Candidates on ring k (the 8k pixels k steps from the centre's pixel) of points `sel`."""
+    ring = [(i, j) for i in range(-k, k + 1) for j in range(-k, k + 1) if max(abs(i), abs(j)) == k]
+    ii = torch.tensor([o[0] for o in ring], device=sel.device, dtype=torch.float32)
+    jj = torch.tensor([o[1] for o in ring], device=sel.device, dtype=torch.float32)
+    m = len(ring)
+    du_r = (du[sel][:, None] - ii).reshape(-1)
+    dv_r = (dv[sel][:, None] - jj).reshape(-1)
+    outside = (du_r.abs() > rx[sel].repeat_interleave(m)) | (
+        dv_r.abs() > ry[sel].repeat_interleave(m)
+    )
+    return _candidates(
+        (fu[sel][:, None] + ii).reshape(-1),
+        (fv[sel][:, None] + jj).reshape(-1),
+        du_r,
+        dv_r,
+        z[sel].repeat_interleave(m),
+        radii[sel].repeat_interleave(m),
+        sel.repeat_interleave(m),
+        width,
+        height,
+        skip=outside,
+    )
