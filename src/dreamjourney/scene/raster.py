@@ -118,16 +118,20 @@ def _visible_points(
             hw, device=device
         )
     # One small matmul projects straight to pixels: uvw = (K R) p + K t, and w = z.
-    uvw = torch.addmm((K @ w2c[:3, 3])[:, None], K @ w2c[:3, :3], cloud.points.T)
+    KR = K @ w2c[:3, :3]
+    uvw = torch.addmm((K @ w2c[:3, 3])[:, None], KR, cloud.points.T)
     z = uvw[2]
     iz = z.clamp_min(NEAR).reciprocal_()
     u = uvw[0].mul_(iz)
     v = uvw[1].mul_(iz)
     # Splat half-sizes in pixels; at least half a pixel, so a point always covers the pixel
     # it falls in.
-    r = iz.mul_(cloud.radii)
-    rx = (r * K[0, 0]).clamp_(0.5, MAX_SPLAT_PX)
-    ry = rx if bool(K[0, 0] == K[1, 1]) else (r * K[1, 1]).clamp_(0.5, MAX_SPLAT_PX)
+    if cloud.axes is None:
+        r = cloud.radii * iz
+        rx = (r * K[0, 0]).clamp_(0.5, MAX_SPLAT_PX)
+        ry = rx if bool(K[0, 0] == K[1, 1]) else (r * K[1, 1]).clamp_(0.5, MAX_SPLAT_PX)
+    else:
+        rx, ry = _projected_extent(cloud.axes, KR, u, v, iz)
     fu = u.floor()
     fv = v.floor()
     du = u.sub_(fu).sub_(0.5)  # splat centre minus pixel centre, in [-0.5, 0.5)
@@ -239,3 +243,18 @@ def _ring_candidates(
         height,
         skip=outside,
     )
+
+
+def _projected_extent(
+    axes: Tensor, KR: Tensor, u: Tensor, v: Tensor, iz: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Half-width and half-height in pixels of the screen box around each footprint
+    parallelogram (P, 2, 3): a world step `a` moves the pixel by ((KR a)_0 - u (KR a)_2) / z,
+    and likewise for v."""
+    rx = torch.zeros_like(u)
+    ry = torch.zeros_like(u)
+    for k in range(2):
+        a = KR @ axes[:, k].T  # (3, P)
+        rx += a[0].sub_(a[2] * u).abs_()
+        ry += a[1].sub_(a[2].mul_(v)).abs_()
+    return rx.mul_(iz).clamp_(0.5, MAX_SPLAT_PX), ry.mul_(iz).clamp_(0.5, MAX_SPLAT_PX)
