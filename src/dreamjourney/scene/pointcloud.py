@@ -1,10 +1,11 @@
 """Coloured, time-stamped point clouds and lifting an image with its depth into one.
 
-Every point carries a world-space footprint radius: half the spacing between the surface
-samples around it (measured between neighbouring pixels on the same surface, so a slanted
-surface gets an elongated footprint, never one that bridges a depth edge). The rasterizer turns
-it into a screen-space splat size, so a surface stays closed when seen from nearer or at another
-angle, while the gap behind a foreground edge stays open.
+Every point lifted from an image carries a footprint: a small parallelogram on its surface,
+spanned by half the world steps to its neighbouring pixels (measured on the same surface, so a
+slanted surface gets an elongated footprint, never one that bridges a depth edge), and its
+radius (the longer half-axis). The rasterizer projects the footprint into each view, so a
+surface stays closed when seen from nearer or at another angle, while the gap behind a
+foreground edge stays open.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Exact, order-independent point splatting: RGB, depth, hole mask and winner index per pixel.
 
-Each point is a screen-aligned square splat whose half-size is its world footprint radius
-projected at its depth (`f * radius / z` pixels, capped at MAX_SPLAT_PX); it covers the pixels
-whose centres lie inside the square. Visibility takes two scatter passes, both reductions whose
+Each point is a screen-aligned box splat around the projection of its footprint: the
+parallelogram of its footprint axes when the cloud has them (so a slanted surface gets a splat
+as thin or as wide as it looks from this camera), else a sphere of its radius
+(`f * radius / z` pixels). Half-sizes are at least half a pixel (a point always covers the
+pixel it falls in) and at most MAX_SPLAT_PX. A splat covers the pixels whose centres lie inside
+its box. Visibility takes two scatter passes, both reductions whose
 result does not depend on the order of writes:
 
 1. z-buffer: the minimum depth of all splats covering each pixel (`scatter_reduce_` "amin").
@@ -251,10 +254,10 @@ def _projected_extent(
     """Half-width and half-height in pixels of the screen box around each footprint
     parallelogram (P, 2, 3): a world step `a` moves the pixel by ((KR a)_0 - u (KR a)_2) / z,
     and likewise for v."""
-    rx = torch.zeros_like(u)
-    ry = torch.zeros_like(u)
-    for k in range(2):
-        a = KR @ axes[:, k].T  # (3, P)
-        rx += a[0].sub_(a[2] * u).abs_()
-        ry += a[1].sub_(a[2].mul_(v)).abs_()
+    a = KR @ axes[:, 0].T  # (3, P)
+    b = KR @ axes[:, 1].T
+    rx = torch.addcmul(a[0], u, a[2], value=-1).abs_()
+    rx += torch.addcmul(b[0], u, b[2], value=-1).abs_()
+    ry = torch.addcmul(a[1], v, a[2], value=-1).abs_()
+    ry += torch.addcmul(b[1], v, b[2], value=-1).abs_()
     return rx.mul_(iz).clamp_(0.5, MAX_SPLAT_PX), ry.mul_(iz).clamp_(0.5, MAX_SPLAT_PX)
