@@ -196,3 +196,15 @@ def test_grazing_ground_plane_stays_closed_when_approached():
     seen = (t.isfinite() & (z_source < 200) & (z_source > bottom)).reshape(SIZE, SIZE)
     assert seen.sum() > 1000
     assert (~out.mask[0] & seen).sum() < 0.01 * seen.sum()
+
+
+def test_cloud_cat_and_indexing_keep_footprint_axes_only_when_all_have_them(source):
+    _, _, _, cloud = source
+    half = cloud[torch.arange(len(cloud)) % 2 == 0]
+    assert half.axes is not None and len(half.axes) == len(half)
+    both = PointCloud.cat([PointCloud.empty(), half, cloud[:10]])
+    assert both.axes is not None and torch.equal(both.axes[: len(half)], half.axes)
+    plain = PointCloud(cloud.points[:5], cloud.colors[:5], cloud.radii[:5], cloud.times[:5])
+    assert PointCloud.cat([cloud, plain]).axes is None
+    with pytest.raises(ValueError):
+        PointCloud(cloud.points, cloud.colors, cloud.radii, cloud.times, cloud.axes[:-1])
