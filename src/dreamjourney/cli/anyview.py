@@ -12,9 +12,9 @@ from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.trajectories import PRESETS, make_trajectory
 from dreamjourney.cli.console import console, err_console
 from dreamjourney.cli.options import parse_size
-from dreamjourney.data.scene import load_depth_array
 from dreamjourney.errors import InputError
 from dreamjourney.io.clips import load_clip
+from dreamjourney.io.depth import load_depth
 from dreamjourney.io.video import write_video
 
 
@@ -78,7 +78,7 @@ def anyview(
 
     input_depth = None
     if depth is not None:
-        input_depth = load_depth_array(depth, (num_frames, height, width))
+        input_depth = load_depth(depth, (num_frames, height, width))
         first_depth = input_depth[0]
     else:
         first_depth = (depth_result or backends.depth.estimate(clip[0])).depth
