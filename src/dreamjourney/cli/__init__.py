@@ -39,6 +39,11 @@ def _root(
     """Camera-controlled generative video of 3D and 4D scenes."""
 
 
+from dreamjourney.cli.train import app as train_app  # noqa: E402
+
+app.add_typer(train_app, name="train")
+
+
 def main() -> None:
     """Entry point of the console script."""
     try:
