@@ -21,7 +21,7 @@ from dreamjourney.models.anyview import (
     latent_frame_indices,
     ray_maps,
 )
-from dreamjourney.pipelines.anyview_learned import AnyViewPipeline
+from dreamjourney.pipelines.anyview_learned import AnyViewNovelView, AnyViewPipeline
 from dreamjourney.training.anyview import train_anyview
 from dreamjourney.training.config import load_train_config
 from dreamjourney.training.data import ClipDataset
@@ -36,6 +36,15 @@ TINY = {
     "ffn_dim": 32,
     "freq_dim": 16,
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These models are tiny: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def orbit(n: int, *, width=32, height=16, radius=2.0, phase=0.0, offset=(0.0, 0.0, 0.0)) -> Cameras:
@@ -212,6 +221,31 @@ def test_latent_pipeline_with_wan_vae_round_trips_through_save_pretrained(tmp_pa
     loaded = AnyViewPipeline.from_pretrained(tmp_path / "p")
     assert isinstance(loaded.vae, AutoencoderKLWan)
     assert torch.allclose(sample(loaded, video, cams, cams, steps=2), out, atol=1e-5)
+
+
+def test_novel_view_adapter_takes_any_size_and_frame_count(pixel_pipe, tmp_path):
+    method = AnyViewNovelView(pixel_pipe, num_inference_steps=2, seed=1)
+    cams_in, cams_tgt = orbit(3, width=30, height=18), orbit(3, width=22, height=14, phase=0.5)
+    video = torch.rand(3, 3, 18, 30)
+    out = method(video, cams_in, cams_tgt)
+    assert out.shape == (3, 3, 14, 22)
+    assert torch.equal(method(video, cams_in, cams_tgt), out)
+    # Depth sets the scene scale (median 4 instead of 1): the model sees other moments.
+    depth = torch.full((3, 18, 30), 4.0)
+    assert not torch.equal(method(video, cams_in, cams_tgt, input_depth=depth), out)
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(
+        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
+    )  # fmt: skip
+    tiny = {**TINY, "patch_size": (1, 2, 2)}
+    latent = AnyViewPipeline(
+        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
+    )
+    out = AnyViewNovelView(latent, num_inference_steps=1)(
+        torch.rand(3, 3, 18, 30), cams_in, cams_in
+    )
+    assert out.shape == (3, 3, 18, 30)
 
 
 # ----------------------------------------------------------------------------- training

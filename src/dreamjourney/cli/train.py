@@ -26,10 +26,11 @@ def anyview(
     ),
 ) -> None:
     """Train the learned AnyView model (flow matching, two camera-conditioned streams)."""
-    from dreamjourney.training.anyview import train_anyview
     from dreamjourney.training.config import load_train_config
 
     cfg = load_train_config(config, output_dir=output_dir, steps=steps, resume=resume)
+    from dreamjourney.training.anyview import train_anyview  # heavy: only for a valid config
+
     columns = (
         TextColumn("[bold]anyview[/]"),
         BarColumn(),

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.schedulers.scheduling_flow_match_euler_discrete import (
     FlowMatchEulerDiscreteScheduler,
@@ -242,3 +243,68 @@ class AnyViewPipeline(DiffusionPipeline):
         if not return_dict:
             return (out,)
         return AnyViewPipelineOutput(frames=out)
+
+
+class AnyViewNovelView:
+    """The pipeline as a `dreamjourney.eval.bench.NovelViewMethod`: any frame count and size.
+
+    Frames are resized to the nearest size the model takes (and cameras with them), the clip
+    is padded to a frame count the VAE takes by repeating its last frame, and the result is cut
+    and resized back to the target cameras' size. The scene scale is the median positive input
+    depth when depth is given, else `scene_scale`.
+    """
+
+    def __init__(
+        self,
+        pipeline: AnyViewPipeline,
+        *,
+        num_inference_steps: int = 30,
+        seed: int = 0,
+        scene_scale: float = 1.0,
+    ):
+        self.pipeline = pipeline
+        self.num_inference_steps = num_inference_steps
+        self.seed = seed
+        self.scene_scale = scene_scale
+
+    def __call__(
+        self,
+        input_frames: Tensor,
+        input_cameras: Cameras,
+        target_cameras: Cameras,
+        *,
+        input_depth: Tensor | None = None,
+    ) -> Tensor:
+        """(T, 3, H, W) input frames in [0, 1] -> (T, 3, H', W') frames seen by `target_cameras`."""
+        t = input_frames.shape[0]
+        ct, cs = self.pipeline.compression
+        _, ph, pw = self.pipeline.transformer.config["patch_size"]
+        padded = t if ct == 1 else 1 + ct * -(-(t - 1) // ct)
+        index = torch.arange(padded).clamp(max=t - 1)
+
+        def model_size(cams: Cameras) -> tuple[int, int]:
+            mw, mh = cs * pw, cs * ph
+            return max(mw, round(cams.width / mw) * mw), max(mh, round(cams.height / mh) * mh)
+
+        w_in, h_in = model_size(input_cameras)
+        w_out, h_out = model_size(target_cameras)
+        video = F.interpolate(
+            input_frames[index], size=(h_in, w_in), mode="bilinear", antialias=True
+        )
+        scale = self.scene_scale
+        if input_depth is not None and bool((input_depth > 0).any()):
+            scale = float(input_depth[input_depth > 0].median())
+        out = self.pipeline(
+            video.clamp(0, 1),
+            input_cameras[index.tolist()].resize(w_in, h_in),
+            target_cameras[index.tolist()].resize(w_out, h_out),
+            scene_scale=scale,
+            num_inference_steps=self.num_inference_steps,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        assert isinstance(out, AnyViewPipelineOutput) and isinstance(out.frames, Tensor)
+        frames = out.frames[:t]
+        size = (target_cameras.height, target_cameras.width)
+        if frames.shape[-2:] != size:
+            frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True).clamp(0, 1)
+        return frames

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -86,7 +85,8 @@ class ClipDataset(Dataset):
     """Clips `base + i * stride` (i < length) of a deterministic stream of training clips.
 
     Each item is a dict: `input_video`, `target_video` (3, T, H, W) in [0, 1]; `input_rays`,
-    `target_rays` (6, F, h, w) on the model grid; `scene_scale` () float32. Monocular sources
+    `target_rays` (6, F, h, w) on the model grid (moments divided by the scene's scale).
+    Monocular sources
     pair a stream with itself; multi-view sources pair two distinct streams, at the same times.
     """
 
@@ -155,5 +155,4 @@ class ClipDataset(Dataset):
             "target_video": video_tgt,
             "input_rays": rays_in,
             "target_rays": rays_tgt,
-            "scene_scale": torch.tensor(float(scene.scene_scale)),
         }
