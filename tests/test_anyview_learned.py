@@ -353,3 +353,33 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path):
     assert len(lines) == 1
     assert "bad.json" in lines[0] and "valid integer" in lines[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_latent_space_training_from_a_pretrained_wan(tmp_path):
+    torch.manual_seed(0)
+    AutoencoderKLWan(
+        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
+    ).save_pretrained(tmp_path / "vae")  # fmt: skip
+    for channels in (4, 8):
+        WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+            in_channels=channels, out_channels=channels, text_dim=16, freq_dim=16, ffn_dim=32,
+            num_layers=1, rope_max_seq_len=32,
+        ).save_pretrained(tmp_path / f"wan{channels}")  # fmt: skip
+    model = {
+        "pretrained_wan": str(tmp_path / "wan4"),
+        "vae": {"kind": "wan", "path": str(tmp_path / "vae")},
+    }
+    cfg = tiny_config(tmp_path / "run", steps=2, frames=5, width=32, height=32, model=model)
+    result = train_anyview(cfg, scene_loader=standin_loader)
+    assert result.step == 2 and result.pipeline.compression == (4, 8)
+    loaded = AnyViewPipeline.from_pretrained(result.pipeline_dir)
+    assert isinstance(loaded.vae, AutoencoderKLWan) and loaded.transformer.config.num_layers == 1
+    bad = tiny_config(tmp_path / "bad", frames=5, width=32, height=32,
+                      model={**model, "pretrained_wan": str(tmp_path / "wan8")})  # fmt: skip
+    with pytest.raises(InputError, match=r"pretrained_wan.*8 channels.*has 4"):
+        train_anyview(bad, scene_loader=standin_loader)
+    odd = tiny_config(tmp_path / "odd", frames=4, width=32, height=32, model=model)
+    with pytest.raises(InputError, match=r"config.*4 frames; the model needs 1 \+ 4k"):
+        train_anyview(odd, scene_loader=standin_loader)
