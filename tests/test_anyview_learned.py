@@ -337,6 +337,17 @@ def test_config_formats_agree_and_errors_name_the_field(tmp_path):
         train_anyview(tiny_config(tmp_path, resume=str(tmp_path / "nope")))
 
 
+def test_distributed_backend_is_passed_to_accelerate(tmp_path):
+    try:
+        import deepspeed  # noqa: F401
+
+        pytest.skip("DeepSpeed is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(InputError, match=r"distributed.*DeepSpeed is not installed"):
+        train_anyview(tiny_config(tmp_path, distributed="deepspeed"), scene_loader=standin_loader)
+
+
 def test_cli_bad_config_is_one_line_exit_2(tmp_path):
     import tomllib
 

@@ -178,12 +178,11 @@ def _plugins(config: TrainConfig) -> dict[str, Any]:
     if config.distributed == "deepspeed":
         from accelerate import DeepSpeedPlugin
 
-        try:
-            plugin = DeepSpeedPlugin(
-                zero_stage=2, gradient_accumulation_steps=config.gradient_accumulation_steps
-            )
-        except ImportError as exc:
-            raise InputError(f"DeepSpeed is not installed ({exc})", field="distributed") from None
+        plugin = DeepSpeedPlugin(
+            zero_stage=2, gradient_accumulation_steps=config.gradient_accumulation_steps
+        )
+        # Our data loader is not passed through accelerate, so DeepSpeed cannot infer this.
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size
         return {"deepspeed_plugin": plugin}
     return {}
 
@@ -235,16 +234,19 @@ def train_anyview(
     ckpt_root = out / "checkpoints"
     resume_dir = _resume_dir(config, ckpt_root)
     cuda = torch.cuda.is_available()
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision if cuda else "no",
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        log_with="tensorboard",
-        project_config=ProjectConfiguration(
-            project_dir=str(out), logging_dir=str(out / config.logging_dir)
-        ),
-        cpu=not cuda,
-        **_plugins(config),
-    )
+    try:
+        accelerator = Accelerator(
+            mixed_precision=config.mixed_precision if cuda else "no",
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            log_with="tensorboard",
+            project_config=ProjectConfiguration(
+                project_dir=str(out), logging_dir=str(out / config.logging_dir)
+            ),
+            cpu=not cuda,
+            **_plugins(config),
+        )
+    except ImportError as exc:  # e.g. DeepSpeed named but not installed
+        raise InputError(str(exc), field="distributed") from None
     set_seed(config.seed)
 
     pipe = build_pipeline(config.model)
