@@ -185,6 +185,8 @@ def test_pixel_pipeline_shapes_and_target_cameras_reach_the_output(pixel_pipe):
     assert torch.equal(sample(pixel_pipe, video, cams, cams), out)  # seeded: reproducible
     moved = sample(pixel_pipe, video, cams, orbit(3, phase=1.0))
     assert (moved - out).abs().mean() > 1e-3
+    moved_input = sample(pixel_pipe, video, orbit(3, phase=-1.0), cams)
+    assert (moved_input - out).abs().mean() > 1e-3
     wider = sample(pixel_pipe, video, cams, orbit(3, width=48, height=32))
     assert wider.shape == (3, 3, 32, 48)
 

@@ -114,7 +114,7 @@ class TrainConfig(_Strict):
     checkpoints_total_limit: int | None = Field(default=3, ge=1)
     validate_every: int = Field(default=500, ge=1)
     log_every: int = Field(default=10, ge=1)
-    resume: str | None = None  # "latest" or a checkpoint directory
+    resume: str | None = None  # "latest" (newest checkpoint, else a fresh start) or a directory
     output_dir: str
     logging_dir: str = "logs"  # inside output_dir
     seed: int = 0
