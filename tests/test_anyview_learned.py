@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+from diffusers import (
+    AutoencoderKLCogVideoX,
+    AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
+    WanTransformer3DModel,
+)
 
 from anyview_standin import standin_scene
 from dreamjourney.camera import Cameras, look_at
@@ -215,6 +220,10 @@ def test_latent_pipeline_with_wan_vae_round_trips_through_save_pretrained(tmp_pa
     )
     assert pipe.compression == (4, 8)
     cams, video = orbit(5), torch.rand(5, 3, 16, 32)
+    clip = video.transpose(0, 1)[None]
+    with torch.no_grad():
+        z = vae.encode(clip * 2 - 1).latent_dist.mode()
+        assert torch.allclose(pipe.encode_video(clip), (z - 0.1) / 2.0, atol=1e-6)
     out = sample(pipe, video, cams, cams, steps=2)
     assert out.shape == (5, 3, 16, 32)
     with pytest.raises(InputError, match="1 \\+ 4k"):
@@ -248,6 +257,25 @@ def test_novel_view_adapter_takes_any_size_and_frame_count(pixel_pipe, tmp_path)
         torch.rand(3, 3, 18, 30), cams_in, cams_in
     )
     assert out.shape == (3, 3, 18, 30)
+
+
+def test_cogvideox_vae_latent_space():
+    torch.manual_seed(0)
+    vae = AutoencoderKLCogVideoX(
+        block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1,
+        norm_num_groups=2, temporal_compression_ratio=4, scaling_factor=0.7,
+    )  # fmt: skip
+    tiny = {**TINY, "patch_size": (1, 2, 2)}
+    pipe = AnyViewPipeline(
+        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
+    )
+    assert pipe.compression == (4, 8)
+    cams, video = orbit(5), torch.rand(5, 3, 16, 32)
+    clip = video.transpose(0, 1)[None]
+    with torch.no_grad():
+        z = vae.encode(clip * 2 - 1).latent_dist.mode()
+        assert torch.allclose(pipe.encode_video(clip), z * 0.7, atol=1e-6)
+    assert sample(pipe, video, cams, cams, steps=1).shape == (5, 3, 16, 32)
 
 
 # ----------------------------------------------------------------------------- training

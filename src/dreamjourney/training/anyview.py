@@ -177,7 +177,12 @@ def _plugins(config: TrainConfig) -> dict[str, Any]:
         return {"fsdp_plugin": FullyShardedDataParallelPlugin()}
     if config.distributed == "deepspeed":
         from accelerate import DeepSpeedPlugin
+        from accelerate.utils import is_deepspeed_available
 
+        if not is_deepspeed_available():
+            raise InputError(
+                "DeepSpeed is not installed (pip install deepspeed)", field="distributed"
+            )
         plugin = DeepSpeedPlugin(
             zero_stage=2, gradient_accumulation_steps=config.gradient_accumulation_steps
         )
@@ -234,19 +239,16 @@ def train_anyview(
     ckpt_root = out / "checkpoints"
     resume_dir = _resume_dir(config, ckpt_root)
     cuda = torch.cuda.is_available()
-    try:
-        accelerator = Accelerator(
-            mixed_precision=config.mixed_precision if cuda else "no",
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            log_with="tensorboard",
-            project_config=ProjectConfiguration(
-                project_dir=str(out), logging_dir=str(out / config.logging_dir)
-            ),
-            cpu=not cuda,
-            **_plugins(config),
-        )
-    except ImportError as exc:  # e.g. DeepSpeed named but not installed
-        raise InputError(str(exc), field="distributed") from None
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision if cuda else "no",
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(
+            project_dir=str(out), logging_dir=str(out / config.logging_dir)
+        ),
+        cpu=not cuda,
+        **_plugins(config),
+    )
     set_seed(config.seed)
 
     pipe = build_pipeline(config.model)
