@@ -298,6 +298,16 @@ def test_clip_pairs_follow_the_domain_kind(tmp_path):
             same = torch.equal(item["input_video"], item["target_video"])
             assert same == (source.kind == "monocular")
         assert torch.equal(ds[2]["target_video"], ds[2]["target_video"])
+    # Domains are drawn by weight (dynamic 2 : monocular 1): a third of clips are monocular.
+    mixed = ClipDataset(
+        [(source, scenes) for source in cfg.data], frames=2, width=8, height=8,
+        temporal_stride=1, spatial_stride=4, layout=PluckerLayout(), seed=0, length=600,
+    )  # fmt: skip
+    same = [
+        torch.equal(c["input_video"], c["target_video"]) for c in map(mixed.__getitem__, range(600))
+    ]
+    assert [s.weight for s in cfg.data] == [2.0, 1.0]
+    assert sum(same) / len(same) == pytest.approx(1 / 3, abs=0.06)
     with pytest.raises(InputError, match="clips need 8 synchronised frames"):
         ClipDataset(
             [(cfg.data[0], scenes)], frames=8, width=16, height=16, temporal_stride=1,

@@ -129,6 +129,8 @@ class ClipDataset(Dataset):
         return frames.transpose(0, 1).contiguous(), cams
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
+        if not 0 <= i < self.length:
+            raise IndexError(f"clip {i} of {self.length}")
         rng = np.random.default_rng([self.seed, self.base + i * self.stride])
         source, scenes = self.sources[rng.choice(len(self.sources), p=self.weights)]
         scene = scenes[int(rng.integers(len(scenes)))]
