@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from dreamjourney import __version__
 from dreamjourney.cli.console import err_console
@@ -39,8 +40,17 @@ def _root(
     """Camera-controlled generative video of 3D and 4D scenes."""
 
 
+from dreamjourney.cli import data, eval  # noqa: E402
+from dreamjourney.cli.models import models  # noqa: E402
+from dreamjourney.cli.render import render  # noqa: E402
+from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
 from dreamjourney.cli.train import app as train_app  # noqa: E402
 
+app.add_typer(trajectory_app, name="trajectory")
+app.command("render")(render)
+app.command("models")(models)
+app.add_typer(data.app, name="data")
+app.add_typer(eval.app, name="eval")
 app.add_typer(train_app, name="train")
 
 
@@ -49,7 +59,9 @@ def main() -> None:
     try:
         app()
     except InputError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
