@@ -14,8 +14,7 @@ AdamW; they report parameters, tokens, median step time and peak CUDA memory. Wi
 say so and exit 0 (`--smoke` runs the same code on CPU with the model cut to 2 blocks and the
 clip to 9 frames at 64x64, to check the code path only).
 
-Scenes: `dreamjourney.data.synth_scene` when available, else the test stand-in generator
-(tests/anyview_standin.py), named in the output.
+Scenes: the configs' synthetic sources (`dreamjourney.data.synth_scene`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,31 +33,7 @@ from dreamjourney.training.config import TrainConfig, load_train_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-def scene_loader():
-    """(loader, name) of the synthetic scene generator to use."""
-    try:
-        from dreamjourney.data import synth_scene  # type: ignore[import-not-found]
-
-        generate, name = synth_scene, "dreamjourney.data.synth_scene"
-    except ImportError:
-        sys.path.insert(0, str(REPO / "tests"))
-        from anyview_standin import standin_scene
-
-        generate, name = standin_scene, "tests/anyview_standin.standin_scene (stand-in)"
-
-    def load(source):
-        s = source.synthetic
-        if s is None:
-            raise SystemExit(f"data source {source.name!r} is not synthetic: give a small config")
-        return [
-            generate(s.seed + i, cameras=s.cameras, frames=s.frames, width=s.width, height=s.height)
-            for i in range(s.count)
-        ]
-
-    return load, name
-
-
-def timed_training(cfg: TrainConfig, loader, warmup: int, steps: int) -> float:
+def timed_training(cfg: TrainConfig, warmup: int, steps: int) -> float:
     """Clips per second of `train_anyview` over `steps` steps after `warmup` steps."""
     from dreamjourney.training.anyview import train_anyview
 
@@ -76,7 +50,6 @@ def timed_training(cfg: TrainConfig, loader, warmup: int, steps: int) -> float:
         )
         train_anyview(
             run,
-            scene_loader=loader,
             progress=lambda s, _t, _l: stamps.__setitem__(s, time.perf_counter()),
         )
     clips = steps * cfg.batch_size * cfg.gradient_accumulation_steps
@@ -84,10 +57,9 @@ def timed_training(cfg: TrainConfig, loader, warmup: int, steps: int) -> float:
 
 
 def bench_small(cfg: TrainConfig, warmup: int, steps: int) -> None:
-    loader, name = scene_loader()
     default_threads = torch.get_num_threads()
     print(
-        f"config: {cfg.frames} frames {cfg.width}x{cfg.height}, batch {cfg.batch_size}; scenes: {name}"
+        f"config: {cfg.frames} frames {cfg.width}x{cfg.height}, batch {cfg.batch_size}; synthetic scenes"
     )
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
     print(f"{'threads':>8} {'grad ckpt':>10} {'clips/s':>9} {'s/step':>8}")
@@ -95,7 +67,7 @@ def bench_small(cfg: TrainConfig, warmup: int, steps: int) -> None:
         for checkpointing in (False, True):
             torch.set_num_threads(threads)
             run = cfg.model_copy(update={"gradient_checkpointing": checkpointing})
-            rate = timed_training(run, loader, warmup, steps)
+            rate = timed_training(run, warmup, steps)
             print(f"{threads:>8} {checkpointing!s:>10} {rate:>9.2f} {cfg.batch_size / rate:>8.3f}")
     torch.set_num_threads(default_threads)
 
@@ -106,14 +78,10 @@ def learn(cfg: TrainConfig, steps: int, out: Path, threads: int) -> None:
     from dreamjourney.training.anyview import train_anyview
 
     torch.set_num_threads(threads)
-
-    loader, name = scene_loader()
     run = cfg.model_copy(update={"steps": steps, "output_dir": str(out), "resume": None})
     t0 = time.perf_counter()
-    result = train_anyview(run, scene_loader=loader)
-    print(
-        f"trained {steps} steps in {time.perf_counter() - t0:.0f} s ({threads} thread(s)) on {name}"
-    )
+    result = train_anyview(run)
+    print(f"trained {steps} steps in {time.perf_counter() - t0:.0f} s ({threads} thread(s))")
     for step, loss in result.val_losses:
         print(f"  step {step:>5}: validation loss {loss:.4f}")
     first, last = result.val_losses[0][1], result.val_losses[-1][1]

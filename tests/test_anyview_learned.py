@@ -17,8 +17,8 @@ from diffusers import (
     WanTransformer3DModel,
 )
 
-from anyview_standin import standin_scene
 from dreamjourney.camera import Cameras, look_at
+from dreamjourney.data import save_scene, synth_scene
 from dreamjourney.errors import InputError
 from dreamjourney.models.anyview import (
     AnyViewTransformer,
@@ -57,16 +57,6 @@ def orbit(n: int, *, width=32, height=16, radius=2.0, phase=0.0, offset=(0.0, 0.
     eye = torch.stack([radius * angles.sin(), torch.zeros(n), -radius * angles.cos()], -1)
     eye = eye + torch.tensor(offset)
     return Cameras.create(look_at(eye, torch.zeros(n, 3)), width=width, height=height, fov_deg=60)
-
-
-def standin_loader(source):
-    s = source.synthetic
-    return [
-        standin_scene(
-            s.seed + i, cameras=s.cameras, frames=s.frames, width=s.width, height=s.height
-        )
-        for i in range(s.count)
-    ]
 
 
 def sample(pipe, video, cams_in, cams_tgt, seed=0, steps=3):
@@ -285,7 +275,7 @@ def tiny_config(tmp_path: Path, **overrides):
 
 def test_clip_pairs_follow_the_domain_kind(tmp_path):
     cfg = tiny_config(tmp_path)
-    scenes = [standin_scene(0, cameras=3, frames=6, width=32, height=32)]
+    scenes = [synth_scene(0, cameras=3, frames=6, width=32, height=32)]
     for source in cfg.data:
         ds = ClipDataset(
             [(source, scenes)], frames=4, width=16, height=16, temporal_stride=1,
@@ -317,7 +307,7 @@ def test_clip_pairs_follow_the_domain_kind(tmp_path):
 
 def test_tiny_training_lowers_validation_loss_and_reloads(tmp_path):
     cfg = tiny_config(tmp_path, steps=30, validate_every=30, checkpoint_every=30)
-    result = train_anyview(cfg, scene_loader=standin_loader)
+    result = train_anyview(cfg)
     assert result.step == 30 and len(result.losses) == 30
     (s0, first), (s1, last) = result.val_losses[0], result.val_losses[-1]
     assert (s0, s1) == (0, 30)
@@ -325,23 +315,18 @@ def test_tiny_training_lowers_validation_loss_and_reloads(tmp_path):
     assert (tmp_path / "checkpoints" / "step-0000030").is_dir()
     assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
     loaded = AnyViewPipeline.from_pretrained(result.pipeline_dir)
-    scene = standin_scene(5, cameras=2, frames=4, width=16, height=16)
-    a, b = scene.streams["cam0"], scene.streams["cam1"]
+    scene = synth_scene(5, cameras=2, frames=4, width=16, height=16)
+    a, b = scene.streams.values()
     expected = sample(result.pipeline, a.frames, a.cameras, b.cameras)
     assert torch.allclose(sample(loaded, a.frames, a.cameras, b.cameras), expected, atol=1e-5)
 
 
 def test_resume_continues_at_the_checkpoint_step_like_an_uninterrupted_run(tmp_path):
-    full = train_anyview(
-        tiny_config(tmp_path / "full", steps=6, checkpoint_every=3), scene_loader=standin_loader
-    )
-    first = train_anyview(
-        tiny_config(tmp_path / "split", steps=3, checkpoint_every=3), scene_loader=standin_loader
-    )
+    full = train_anyview(tiny_config(tmp_path / "full", steps=6, checkpoint_every=3))
+    first = train_anyview(tiny_config(tmp_path / "split", steps=3, checkpoint_every=3))
     assert first.losses == pytest.approx(full.losses[:3], abs=1e-6)
     resumed = train_anyview(
         tiny_config(tmp_path / "split", steps=6, checkpoint_every=3, resume="latest"),
-        scene_loader=standin_loader,
     )
     assert resumed.resumed_from == tmp_path / "split" / "checkpoints" / "step-0000003"
     assert resumed.step == 6 and len(resumed.losses) == 3
@@ -385,7 +370,7 @@ def test_distributed_backend_is_passed_to_accelerate(tmp_path):
     except ImportError:
         pass
     with pytest.raises(InputError, match=r"distributed.*DeepSpeed is not installed"):
-        train_anyview(tiny_config(tmp_path, distributed="deepspeed"), scene_loader=standin_loader)
+        train_anyview(tiny_config(tmp_path, distributed="deepspeed"))
 
 
 def test_cli_bad_config_is_one_line_exit_2(tmp_path):
@@ -423,14 +408,46 @@ def test_latent_space_training_from_a_pretrained_wan(tmp_path):
         "vae": {"kind": "wan", "path": str(tmp_path / "vae")},
     }
     cfg = tiny_config(tmp_path / "run", steps=2, frames=5, width=32, height=32, model=model)
-    result = train_anyview(cfg, scene_loader=standin_loader)
+    result = train_anyview(cfg)
     assert result.step == 2 and result.pipeline.compression == (4, 8)
     loaded = AnyViewPipeline.from_pretrained(result.pipeline_dir)
     assert isinstance(loaded.vae, AutoencoderKLWan) and loaded.transformer.config.num_layers == 1
     bad = tiny_config(tmp_path / "bad", frames=5, width=32, height=32,
                       model={**model, "pretrained_wan": str(tmp_path / "wan8")})  # fmt: skip
     with pytest.raises(InputError, match=r"pretrained_wan.*8 channels.*has 4"):
-        train_anyview(bad, scene_loader=standin_loader)
+        train_anyview(bad)
     odd = tiny_config(tmp_path / "odd", frames=4, width=32, height=32, model=model)
     with pytest.raises(InputError, match=r"config.*4 frames; the model needs 1 \+ 4k"):
-        train_anyview(odd, scene_loader=standin_loader)
+        train_anyview(odd)
+
+
+def test_cli_trains_from_scene_folders(tmp_path):
+    import tomllib
+
+    for i in range(2):
+        save_scene(
+            synth_scene(i, cameras=2, frames=5, width=16, height=16), tmp_path / "scenes" / f"s{i}"
+        )
+    raw = tomllib.loads(TINY_CONFIG.read_text())
+    raw["data"] = [{"name": "folders", "kind": "dynamic", "path": str(tmp_path / "scenes")}]
+    raw["validation"] = {**raw["data"][0], "name": "val"}
+    (tmp_path / "c.json").write_text(json.dumps(raw))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "dreamjourney",
+        "train",
+        "anyview",
+        "--config",
+        str(tmp_path / "c.json"),
+    ]
+    run = [*cmd, "--output-dir", str(tmp_path / "run"), "--steps", "2"]
+    proc = subprocess.run(run, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "trained to step 2" in proc.stdout and "validation loss at step 2" in proc.stdout
+    assert (tmp_path / "run" / "pipeline" / "model_index.json").is_file()
+    proc = subprocess.run([*run[:-1], "3", "--resume", "latest"], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed from" in proc.stdout and "step-0000002" in proc.stdout
+    assert "trained to step 3" in proc.stdout

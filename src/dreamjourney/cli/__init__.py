@@ -43,8 +43,8 @@ def _root(
 from dreamjourney.cli import data, eval  # noqa: E402
 from dreamjourney.cli.models import models  # noqa: E402
 from dreamjourney.cli.render import render  # noqa: E402
-from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
 from dreamjourney.cli.train import app as train_app  # noqa: E402
+from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
 
 app.add_typer(trajectory_app, name="trajectory")
 app.command("render")(render)

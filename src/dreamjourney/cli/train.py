@@ -46,7 +46,9 @@ def anyview(
 
         result = train_anyview(cfg, progress=report)
     if result.resumed_from is not None:
-        console.print(f"resumed from {result.resumed_from}")
+        console.print(f"resumed from {result.resumed_from}", soft_wrap=True)
     for step, loss in result.val_losses:
         console.print(f"validation loss at step {step}: {loss:.4f}")
-    console.print(f"trained to step {result.step}; pipeline saved to {result.pipeline_dir}")
+    console.print(
+        f"trained to step {result.step}; pipeline saved to {result.pipeline_dir}", soft_wrap=True
+    )

@@ -1,7 +1,7 @@
 """Training clips for AnyView: mixed data domains, random input/target camera pairs.
 
-Scenes follow the 4D scene contract (`dreamjourney.data.Scene4D`): `name`, `scene_scale`,
-`input_camera` and `streams`, a mapping of synchronised `CameraStream`s with `frames`
+Scenes follow the 4D scene format (`dreamjourney.data.Scene4D`): `name`, `scene_scale` and
+`streams`, a mapping of synchronised `CameraStream`s with `frames`
 (T, 3, H, W) in [0, 1] and `cameras` (T cameras). Any object with those fields works.
 
 Clip i is a pure function of (seed, i): its domain (drawn by the sources' weights), scene,
@@ -26,21 +26,25 @@ from dreamjourney.training.config import SourceConfig
 
 
 class StreamLike(Protocol):
-    frames: Tensor
-    cameras: Cameras
+    @property
+    def frames(self) -> Tensor: ...
+    @property
+    def cameras(self) -> Cameras: ...
 
 
 class SceneLike(Protocol):
-    name: str
-    scene_scale: float
-    input_camera: str
-    streams: Mapping[str, StreamLike]
+    @property
+    def name(self) -> str: ...
+    @property
+    def scene_scale(self) -> float: ...
+    @property
+    def streams(self) -> Mapping[str, StreamLike]: ...
 
 
 def load_source_scenes(source: SourceConfig) -> list[SceneLike]:
-    """The scenes of one data source: generated (`synthetic`) or every scene directory directly
-    inside `path` (any layout `dreamjourney.data.load_any_scene` reads)."""
-    from dreamjourney.data import load_any_scene, synth_scene
+    """The scenes of one data source: generated (`synthetic`) or found under `path` (a scene, a
+    folder of scenes or a folder of such folders, in any layout `load_any_scene` reads)."""
+    from dreamjourney.data import find_scenes, load_any_scene, synth_scene
 
     if source.synthetic is not None:
         s = source.synthetic
@@ -51,13 +55,7 @@ def load_source_scenes(source: SourceConfig) -> list[SceneLike]:
             for i in range(s.count)
         ]
     assert source.path is not None
-    root = Path(source.path)
-    if not root.is_dir():
-        raise InputError("is not a directory of scenes", source=root, field=f"{source.name}.path")
-    scenes = [load_any_scene(p) for p in sorted(root.iterdir()) if p.is_dir()]
-    if not scenes:
-        raise InputError("holds no scene directories", source=root, field=f"{source.name}.path")
-    return scenes
+    return [load_any_scene(directory) for _, directory in find_scenes(Path(source.path))]
 
 
 def check_scenes(source: SourceConfig, scenes: Sequence[SceneLike], frames: int) -> None:
