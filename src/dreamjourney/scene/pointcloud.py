@@ -29,6 +29,11 @@ MAX_SLANT = 8.0
 # Three samples lie on one smooth surface if the cosine between their two steps is at least
 # this (a plane at any slant gives 1; a depth edge beside a surface facing the camera about 0).
 COLLINEAR = 0.9
+# ... and if the longer step is at most this many times the shorter one. A silhouette seen at a
+# grazing angle has collinear steps too (both run along the viewing ray), but the step across
+# it to the background is far longer: without this test its footprint would reach back to the
+# background and smear the object over the scene in every other view.
+MAX_STEP_RATIO = 3.0
 
 
 @dataclass
@@ -198,7 +203,8 @@ def _footprint_axes(xyz: Tensor, z: Tensor, valid: Tensor, camera: Cameras) -> T
         len_before = before.norm(dim=-1).nan_to_num(torch.inf)
         len_after = after.norm(dim=-1).nan_to_num(torch.inf)
         cos = (before * after).sum(-1) / (len_before * len_after)
-        smooth = cos.nan_to_num(-1.0) >= COLLINEAR
+        ratio = torch.maximum(len_before, len_after) / torch.minimum(len_before, len_after)
+        smooth = (cos.nan_to_num(-1.0) >= COLLINEAR) & (ratio <= MAX_STEP_RATIO)
         before_nearer = (len_before <= len_after)[..., None]
         nearer = torch.where(before_nearer, before, after)
         farther = torch.where(before_nearer, after, before)
