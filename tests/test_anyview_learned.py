@@ -19,14 +19,18 @@ from diffusers import (
 
 from dreamjourney.camera import Cameras, look_at
 from dreamjourney.data import save_scene, synth_scene
-from dreamjourney.errors import InputError
+from dreamjourney.errors import InputError, MissingWeightsError
 from dreamjourney.models.anyview import (
     AnyViewTransformer,
     PluckerLayout,
     latent_frame_indices,
     ray_maps,
 )
-from dreamjourney.pipelines.anyview_learned import AnyViewNovelView, AnyViewPipeline
+from dreamjourney.pipelines.anyview_learned import (
+    AnyViewNovelView,
+    AnyViewPipeline,
+    load_anyview_pipeline,
+)
 from dreamjourney.training.anyview import train_anyview
 from dreamjourney.training.config import load_train_config
 from dreamjourney.training.data import ClipDataset
@@ -266,6 +270,22 @@ def test_cogvideox_vae_latent_space():
         z = vae.encode(clip * 2 - 1).latent_dist.mode()
         assert torch.allclose(pipe.encode_video(clip), z * 0.7, atol=1e-6)
     assert sample(pipe, video, cams, cams, steps=1).shape == (5, 3, 16, 32)
+
+
+def test_load_anyview_pipeline_for_the_command_line(pixel_pipe, tmp_path):
+    tiny = load_anyview_pipeline(None, preset="tiny")
+    cams = orbit(2, width=32, height=16)
+    assert sample(tiny, torch.rand(2, 3, 16, 32), cams, cams, steps=1).shape == (2, 3, 16, 32)
+    with pytest.raises(MissingWeightsError, match=r"--model.*dreamjourney train anyview"):
+        load_anyview_pipeline(None, preset="offline")
+    with pytest.raises(MissingWeightsError, match=r"anyview.*not found.*nope"):
+        load_anyview_pipeline(str(tmp_path / "nope"))
+    pixel_pipe.save_pretrained(tmp_path / "p")
+    loaded = load_anyview_pipeline(str(tmp_path / "p"))
+    video = torch.rand(2, 3, 16, 32)
+    assert torch.allclose(
+        sample(loaded, video, cams, cams), sample(pixel_pipe, video, cams, cams), atol=1e-5
+    )
 
 
 # ----------------------------------------------------------------------------- training

@@ -27,7 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
 from dreamjourney.camera import Cameras
-from dreamjourney.errors import InputError
+from dreamjourney.errors import InputError, MissingWeightsError
 from dreamjourney.models.anyview.conditioning import PluckerLayout, ray_maps
 from dreamjourney.models.anyview.transformer import AnyViewTransformer
 
@@ -170,7 +170,7 @@ class AnyViewPipeline(DiffusionPipeline):
         output_type: str = "pt",
         return_dict: bool = True,
         progress: Callable[[int, int], None] | None = None,
-    ) -> AnyViewPipelineOutput | tuple:
+    ) -> Any:
         """Re-film `video` from `target_cameras`, one output frame per input frame.
 
         Args:
@@ -187,7 +187,7 @@ class AnyViewPipeline(DiffusionPipeline):
             progress: called with (step, total) after each denoising step.
 
         Returns:
-            `AnyViewPipelineOutput(frames)` (or a 1-tuple when `return_dict` is False).
+            `AnyViewPipelineOutput(frames)` (a 1-tuple `(frames,)` when `return_dict` is False).
         """
         if output_type not in ("pt", "np"):
             raise InputError(f"must be 'pt' or 'np', got {output_type!r}", field="output_type")
@@ -308,3 +308,48 @@ class AnyViewNovelView:
         if frames.shape[-2:] != size:
             frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True).clamp(0, 1)
         return frames
+
+
+def tiny_anyview_pipeline(seed: int = 0) -> AnyViewPipeline:
+    """A random-weight pixel-space AnyView pipeline (2 blocks, 16x16 patches): its output is
+    noise; it exercises every code path (sizes must be multiples of 16)."""
+    torch.manual_seed(seed)
+    transformer = AnyViewTransformer(
+        in_channels=3,
+        patch_size=(1, 16, 16),
+        num_layers=2,
+        num_attention_heads=2,
+        attention_head_dim=24,
+        ffn_dim=96,
+        freq_dim=32,
+    )
+    return AnyViewPipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler())
+
+
+def load_anyview_pipeline(
+    model: str | None, *, preset: str = "offline", device: str | torch.device = "cpu"
+) -> AnyViewPipeline:
+    """The learned AnyView pipeline for the command line.
+
+    Args:
+        model: a directory saved by `AnyViewPipeline.save_pretrained` (e.g. `pipeline/` of a
+            `dreamjourney train anyview` run) or a hub id already in the local cache.
+        preset: with no `model`, "tiny" builds `tiny_anyview_pipeline()` (noise); any other
+            preset is an error, since there is no published AnyView model to fall back to.
+        device: where to run it.
+
+    Raises:
+        MissingWeightsError: no model given (outside "tiny"), or its files are not on disk.
+    """
+    if model is None:
+        if preset != "tiny":
+            raise MissingWeightsError(
+                "the learned method needs a trained AnyView pipeline (a directory or hub id): "
+                "train one with `dreamjourney train anyview --config configs/anyview_small.toml` "
+                "and pass its pipeline/ directory, or use --preset tiny for a random-weight model",
+                field="--model",
+            )
+        return tiny_anyview_pipeline().to(device)
+    from dreamjourney.models.weights import load_pretrained
+
+    return load_pretrained(AnyViewPipeline, model, role="anyview").to(device)
