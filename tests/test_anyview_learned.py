@@ -29,6 +29,7 @@ from dreamjourney.models.anyview import (
 from dreamjourney.pipelines.anyview_learned import (
     AnyViewNovelView,
     AnyViewPipeline,
+    learned_method,
     load_anyview_pipeline,
 )
 from dreamjourney.training.anyview import train_anyview
@@ -286,6 +287,19 @@ def test_load_anyview_pipeline_for_the_command_line(pixel_pipe, tmp_path):
     assert torch.allclose(
         sample(loaded, video, cams, cams), sample(pixel_pipe, video, cams, cams), atol=1e-5
     )
+
+
+def test_learned_method_runs_in_the_benchmark(tmp_path, monkeypatch, pixel_pipe):
+    from dreamjourney.eval import bench
+
+    save_scene(synth_scene(7, cameras=2, frames=3, width=32, height=32), tmp_path / "scenes" / "s")
+    pixel_pipe.save_pretrained(tmp_path / "model")
+    monkeypatch.setitem(bench.METHODS, "learned", learned_method)
+    opts = {"model": str(tmp_path / "model"), "num_inference_steps": 2}
+    results = bench.run_bench(
+        "learned", tmp_path / "scenes", tmp_path / "out", videos=False, **opts
+    )
+    assert 0 < results["overall"]["psnr"] < 60
 
 
 # ----------------------------------------------------------------------------- training

@@ -353,3 +353,17 @@ def load_anyview_pipeline(
     from dreamjourney.models.weights import load_pretrained
 
     return load_pretrained(AnyViewPipeline, model, role="anyview").to(device)
+
+
+def learned_method(
+    model: str | None = None,
+    *,
+    preset: str = "offline",
+    num_inference_steps: int = 30,
+    seed: int = 0,
+    device: str = "cpu",
+) -> AnyViewNovelView:
+    """A `NovelViewMethod` factory for `dreamjourney.eval.bench` (`register_method("learned",
+    learned_method)`): `load_anyview_pipeline(model, preset=...)` wrapped in `AnyViewNovelView`."""
+    pipe = load_anyview_pipeline(model, preset=preset, device=device)
+    return AnyViewNovelView(pipe, num_inference_steps=num_inference_steps, seed=seed)
