@@ -44,6 +44,7 @@ from dreamjourney.cli import data, eval  # noqa: E402
 from dreamjourney.cli.anyview import anyview  # noqa: E402
 from dreamjourney.cli.models import models  # noqa: E402
 from dreamjourney.cli.render import render  # noqa: E402
+from dreamjourney.cli.train import app as train_app  # noqa: E402
 from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
 
 app.add_typer(trajectory_app, name="trajectory")
@@ -52,6 +53,7 @@ app.command("models")(models)
 app.command("anyview")(anyview)
 app.add_typer(data.app, name="data")
 app.add_typer(eval.app, name="eval")
+app.add_typer(train_app, name="train")
 
 
 def main() -> None:

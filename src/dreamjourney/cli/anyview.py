@@ -101,8 +101,8 @@ def anyview(
     else:
         from dreamjourney.pipelines.anyview_learned import load_anyview_pipeline
 
-        pipe = load_anyview_pipeline(model, preset=preset, device=device)
-        output = pipe(
+        learned = load_anyview_pipeline(model, preset=preset, device=device)
+        output = learned(
             clip, cams_in, target, num_inference_steps=steps, generator=generator, output_type="pt"
         ).frames
     write_video(out / "video.mp4", output, fps=fps)

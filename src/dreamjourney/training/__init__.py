@@ -1,0 +1,1 @@
+"""Training loops (accelerate) for the learned models."""

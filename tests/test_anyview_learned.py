@@ -1,0 +1,487 @@
+"""The learned AnyView model: ray conditioning, transformer, pipeline, Wan init, training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import (
+    AutoencoderKLCogVideoX,
+    AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
+    WanTransformer3DModel,
+)
+
+from dreamjourney.camera import Cameras, look_at
+from dreamjourney.data import save_scene, synth_scene
+from dreamjourney.errors import InputError, MissingWeightsError
+from dreamjourney.models.anyview import (
+    AnyViewTransformer,
+    PluckerLayout,
+    latent_frame_indices,
+    ray_maps,
+)
+from dreamjourney.pipelines.anyview_learned import (
+    AnyViewNovelView,
+    AnyViewPipeline,
+    learned_method,
+    load_anyview_pipeline,
+)
+from dreamjourney.training.anyview import train_anyview
+from dreamjourney.training.config import load_train_config
+from dreamjourney.training.data import ClipDataset
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "configs" / "anyview_tiny.toml"
+TINY = {
+    "patch_size": (1, 4, 4),
+    "num_layers": 2,
+    "num_attention_heads": 2,
+    "attention_head_dim": 12,
+    "ffn_dim": 32,
+    "freq_dim": 16,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These models are tiny: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def orbit(n: int, *, width=32, height=16, radius=2.0, phase=0.0, offset=(0.0, 0.0, 0.0)) -> Cameras:
+    angles = phase + torch.linspace(0, 0.6, n)
+    eye = torch.stack([radius * angles.sin(), torch.zeros(n), -radius * angles.cos()], -1)
+    eye = eye + torch.tensor(offset)
+    return Cameras.create(look_at(eye, torch.zeros(n, 3)), width=width, height=height, fov_deg=60)
+
+
+def sample(pipe, video, cams_in, cams_tgt, seed=0, steps=3):
+    gen = torch.Generator().manual_seed(seed)
+    return pipe(video, cams_in, cams_tgt, num_inference_steps=steps, generator=gen).frames
+
+
+# ----------------------------------------------------------------------------- conditioning
+def test_ray_maps_are_relative_to_first_target_camera_and_scaled():
+    target = orbit(3, phase=0.4)
+    inp = orbit(3, phase=-0.2, offset=(0.3, -0.1, 0.2))
+    layout = PluckerLayout(order="dm", pixel_offset=0.5, moment_scale=0.5, clamp=None)
+    rays_in, rays_tgt = ray_maps(inp, target, input_grid=(8, 4), scene_scale=2.0, layout=layout)
+    assert rays_in.shape == rays_tgt.shape == (6, 3, 4, 8)
+    # Target frame 0 is the identity: directions are K^-1 (u, v, 1) normalised, moments zero.
+    grid = target[0].resize(8, 4)
+    v, u = torch.meshgrid(torch.arange(4) + 0.5, torch.arange(8) + 0.5, indexing="ij")
+    d = torch.stack([(u - grid.K[0, 0, 2]) / grid.fx, (v - grid.K[0, 1, 2]) / grid.fy], 0)
+    d = torch.nn.functional.normalize(torch.cat([d, torch.ones(1, 4, 8)]), dim=0)
+    assert torch.allclose(rays_tgt[:3, 0], d, atol=1e-5)
+    assert rays_tgt[3:, 0].abs().max() < 1e-5
+    # Input frame 1: origin = its centre in target-0 coordinates, scaled by 0.5 / 2.
+    rel = torch.linalg.inv(target.c2w[0]) @ inp.c2w[1]
+    dirs = torch.nn.functional.normalize(
+        torch.einsum("ij,jhw->ihw", rel[:3, :3], torch.cat([d[:2] / d[2:], torch.ones(1, 4, 8)])),
+        dim=0,
+    )
+    grid_in = inp[1].resize(8, 4)
+    assert torch.allclose(grid_in.K, grid.K)
+    moment = torch.linalg.cross(rel[:3, 3, None, None].expand(3, 4, 8), dirs, dim=0) * 0.25
+    assert torch.allclose(rays_in[:3, 1], dirs, atol=1e-5)
+    assert torch.allclose(rays_in[3:, 1], moment, atol=1e-5)
+    clamped, _ = ray_maps(inp, target, input_grid=(8, 4), layout=PluckerLayout(moment_scale=100.0))
+    assert clamped[3:].abs().max() == pytest.approx(1.0)
+
+
+def test_latent_frames_use_the_last_frame_of_each_vae_group():
+    assert latent_frame_indices(9, 4).tolist() == [0, 4, 8]
+    assert latent_frame_indices(3, 1).tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="1 \\+ 4k"):
+        latent_frame_indices(8, 4)
+
+
+# ----------------------------------------------------------------------------- transformer
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = AnyViewTransformer(in_channels=3, **TINY)
+    args = [torch.randn(1, 3, 2, 8, 8), torch.tensor([300.0]), torch.randn(1, 3, 2, 8, 8)]
+    args += [torch.randn(1, 6, 2, 8, 8), torch.randn(1, 6, 2, 8, 8)]
+    grads = []
+    for checkpointing in (False, True):
+        model.zero_grad()
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+        out = model(*args).sample
+        assert out.shape == (1, 3, 2, 8, 8)
+        (out**2).mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_from_pretrained_wan_copies_weights_and_zero_inits_new_channels(tmp_path):
+    torch.manual_seed(0)
+    wan = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4,
+        out_channels=4, text_dim=16, freq_dim=16, ffn_dim=32, num_layers=2, rope_max_seq_len=32,
+    )  # fmt: skip
+    wan.save_pretrained(tmp_path / "wan")
+    model = AnyViewTransformer.from_pretrained_wan(tmp_path / "wan", moment_scale=0.25)
+    cfg = model.config
+    assert (cfg.num_layers, cfg.num_attention_heads, cfg.in_channels, cfg.moment_scale) == (
+        2, 2, 4, 0.25,
+    )  # fmt: skip
+    src, dst = wan.state_dict(), model.state_dict()
+    for name in [
+        "blocks.1.attn1.to_q.weight",
+        "blocks.0.attn1.norm_k.weight",
+        "blocks.1.ffn.net.0.proj.weight",
+        "blocks.0.scale_shift_table",
+        "condition_embedder.time_embedder.linear_2.weight",
+        "condition_embedder.time_proj.bias",
+        "proj_out.weight",
+        "scale_shift_table",
+    ]:
+        assert torch.equal(src[name], dst[name]), name
+    for stream in ("input", "target"):
+        weight = dst[f"patch_embedding.{stream}.weight"]
+        assert weight.shape == (24, 4 + 6, 1, 2, 2)
+        assert torch.equal(weight[:, :4], src["patch_embedding.weight"])
+        assert not weight[:, 4:].any()
+    assert not dst["view_embedding"].any()
+    # Zero-initialised ray channels: the fresh model ignores the cameras entirely.
+    x, cond = torch.randn(1, 4, 2, 4, 4), torch.randn(1, 4, 2, 4, 4)
+    with torch.no_grad():
+        a = model(
+            x, torch.tensor([500.0]), cond, torch.randn(1, 6, 2, 4, 4), torch.zeros(1, 6, 2, 4, 4)
+        )
+        b = model(
+            x, torch.tensor([500.0]), cond, torch.zeros(1, 6, 2, 4, 4), torch.randn(1, 6, 2, 4, 4)
+        )
+    assert torch.equal(a.sample, b.sample)
+
+
+# ----------------------------------------------------------------------------- pipeline
+@pytest.fixture
+def pixel_pipe():
+    torch.manual_seed(0)
+    return AnyViewPipeline(
+        AnyViewTransformer(in_channels=3, **TINY), FlowMatchEulerDiscreteScheduler()
+    )
+
+
+def test_pixel_pipeline_shapes_and_target_cameras_reach_the_output(pixel_pipe):
+    cams = orbit(3)
+    video = torch.rand(3, 3, 16, 32)
+    out = sample(pixel_pipe, video, cams, cams)
+    assert out.shape == (3, 3, 16, 32) and out.dtype == torch.float32
+    assert 0 <= out.min() and out.max() <= 1
+    arr = pixel_pipe(video, cams, cams, num_inference_steps=2, output_type="np").frames
+    assert arr.shape == (3, 16, 32, 3)
+    assert torch.equal(sample(pixel_pipe, video, cams, cams), out)  # seeded: reproducible
+    moved = sample(pixel_pipe, video, cams, orbit(3, phase=1.0))
+    assert (moved - out).abs().mean() > 1e-3
+    moved_input = sample(pixel_pipe, video, orbit(3, phase=-1.0), cams)
+    assert (moved_input - out).abs().mean() > 1e-3
+    wider = sample(pixel_pipe, video, cams, orbit(3, width=48, height=32))
+    assert wider.shape == (3, 3, 32, 48)
+
+
+def test_pipeline_rejects_bad_inputs_with_named_fields(pixel_pipe):
+    cams, video = orbit(3), torch.rand(3, 3, 16, 32)
+    with pytest.raises(InputError, match=r"target_cameras.*2 cameras for 3 video frames"):
+        pixel_pipe(video, cams, cams[:2])
+    with pytest.raises(InputError, match=r"input_cameras.*are 32x16 but the video is 32x24"):
+        pixel_pipe(torch.rand(3, 3, 24, 32), cams, cams)
+    with pytest.raises(InputError, match=r"target_cameras.*multiple of 4"):
+        pixel_pipe(video, cams, orbit(3, width=30))
+    with pytest.raises(InputError, match="output_type"):
+        pixel_pipe(video, cams, cams, output_type="pil")
+
+
+def test_latent_pipeline_with_wan_vae_round_trips_through_save_pretrained(tmp_path):
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(
+        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True, True], latents_mean=[0.1] * 4, latents_std=[2.0] * 4,
+    )  # fmt: skip
+    tiny = {**TINY, "patch_size": (1, 2, 2)}
+    pipe = AnyViewPipeline(
+        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
+    )
+    assert pipe.compression == (4, 8)
+    cams, video = orbit(5), torch.rand(5, 3, 16, 32)
+    clip = video.transpose(0, 1)[None]
+    with torch.no_grad():
+        z = vae.encode(clip * 2 - 1).latent_dist.mode()
+        assert torch.allclose(pipe.encode_video(clip), (z - 0.1) / 2.0, atol=1e-6)
+    out = sample(pipe, video, cams, cams, steps=2)
+    assert out.shape == (5, 3, 16, 32)
+    with pytest.raises(InputError, match="1 \\+ 4k"):
+        pipe(video[:4], cams[:4], cams[:4])
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = AnyViewPipeline.from_pretrained(tmp_path / "p")
+    assert isinstance(loaded.vae, AutoencoderKLWan)
+    assert torch.allclose(sample(loaded, video, cams, cams, steps=2), out, atol=1e-5)
+
+
+def test_novel_view_adapter_takes_any_size_and_frame_count(pixel_pipe, tmp_path):
+    method = AnyViewNovelView(pixel_pipe, num_inference_steps=2, seed=1)
+    cams_in, cams_tgt = orbit(3, width=30, height=18), orbit(3, width=22, height=14, phase=0.5)
+    video = torch.rand(3, 3, 18, 30)
+    out = method(video, cams_in, cams_tgt)
+    assert out.shape == (3, 3, 14, 22)
+    assert torch.equal(method(video, cams_in, cams_tgt), out)
+    # Depth sets the scene scale (median 4 instead of 1): the model sees other moments.
+    depth = torch.full((3, 18, 30), 4.0)
+    assert not torch.equal(method(video, cams_in, cams_tgt, input_depth=depth), out)
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(
+        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
+    )  # fmt: skip
+    tiny = {**TINY, "patch_size": (1, 2, 2)}
+    latent = AnyViewPipeline(
+        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
+    )
+    out = AnyViewNovelView(latent, num_inference_steps=1)(
+        torch.rand(3, 3, 18, 30), cams_in, cams_in
+    )
+    assert out.shape == (3, 3, 18, 30)
+
+
+def test_cogvideox_vae_latent_space():
+    torch.manual_seed(0)
+    vae = AutoencoderKLCogVideoX(
+        block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1,
+        norm_num_groups=2, temporal_compression_ratio=4, scaling_factor=0.7,
+    )  # fmt: skip
+    tiny = {**TINY, "patch_size": (1, 2, 2)}
+    pipe = AnyViewPipeline(
+        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
+    )
+    assert pipe.compression == (4, 8)
+    cams, video = orbit(5), torch.rand(5, 3, 16, 32)
+    clip = video.transpose(0, 1)[None]
+    with torch.no_grad():
+        z = vae.encode(clip * 2 - 1).latent_dist.mode()
+        assert torch.allclose(pipe.encode_video(clip), z * 0.7, atol=1e-6)
+    assert sample(pipe, video, cams, cams, steps=1).shape == (5, 3, 16, 32)
+
+
+def test_load_anyview_pipeline_for_the_command_line(pixel_pipe, tmp_path):
+    tiny = load_anyview_pipeline(None, preset="tiny")
+    cams = orbit(2, width=32, height=16)
+    assert sample(tiny, torch.rand(2, 3, 16, 32), cams, cams, steps=1).shape == (2, 3, 16, 32)
+    with pytest.raises(MissingWeightsError, match=r"--model.*dreamjourney train anyview"):
+        load_anyview_pipeline(None, preset="offline")
+    with pytest.raises(MissingWeightsError, match=r"anyview.*not found.*nope"):
+        load_anyview_pipeline(str(tmp_path / "nope"))
+    pixel_pipe.save_pretrained(tmp_path / "p")
+    loaded = load_anyview_pipeline(str(tmp_path / "p"))
+    video = torch.rand(2, 3, 16, 32)
+    assert torch.allclose(
+        sample(loaded, video, cams, cams), sample(pixel_pipe, video, cams, cams), atol=1e-5
+    )
+
+
+def test_learned_method_runs_in_the_benchmark(tmp_path, monkeypatch, pixel_pipe):
+    from dreamjourney.eval import bench
+
+    save_scene(synth_scene(7, cameras=2, frames=3, width=32, height=32), tmp_path / "scenes" / "s")
+    pixel_pipe.save_pretrained(tmp_path / "model")
+    monkeypatch.setitem(bench.METHODS, "learned", learned_method)
+    opts = {"model": str(tmp_path / "model"), "num_inference_steps": 2}
+    results = bench.run_bench(
+        "learned", tmp_path / "scenes", tmp_path / "out", videos=False, **opts
+    )
+    assert 0 < results["overall"]["psnr"] < 60
+
+
+# ----------------------------------------------------------------------------- training
+def tiny_config(tmp_path: Path, **overrides):
+    return load_train_config(TINY_CONFIG, output_dir=str(tmp_path), **overrides)
+
+
+def test_clip_pairs_follow_the_domain_kind(tmp_path):
+    cfg = tiny_config(tmp_path)
+    scenes = [synth_scene(0, cameras=3, frames=6, width=32, height=32)]
+    for source in cfg.data:
+        ds = ClipDataset(
+            [(source, scenes)], frames=4, width=16, height=16, temporal_stride=1,
+            spatial_stride=1, layout=PluckerLayout(), seed=3, length=6,
+        )  # fmt: skip
+        for i in range(6):
+            item = ds[i]
+            assert item["input_video"].shape == (3, 4, 16, 16)
+            assert item["target_rays"].shape == (6, 4, 16, 16)
+            same = torch.equal(item["input_video"], item["target_video"])
+            assert same == (source.kind == "monocular")
+        assert torch.equal(ds[2]["target_video"], ds[2]["target_video"])
+    # Domains are drawn by weight (dynamic 2 : monocular 1): a third of clips are monocular.
+    mixed = ClipDataset(
+        [(source, scenes) for source in cfg.data], frames=2, width=8, height=8,
+        temporal_stride=1, spatial_stride=4, layout=PluckerLayout(), seed=0, length=600,
+    )  # fmt: skip
+    same = [
+        torch.equal(c["input_video"], c["target_video"]) for c in map(mixed.__getitem__, range(600))
+    ]
+    assert [s.weight for s in cfg.data] == [2.0, 1.0]
+    assert sum(same) / len(same) == pytest.approx(1 / 3, abs=0.06)
+    with pytest.raises(InputError, match="clips need 8 synchronised frames"):
+        ClipDataset(
+            [(cfg.data[0], scenes)], frames=8, width=16, height=16, temporal_stride=1,
+            spatial_stride=1, layout=PluckerLayout(), seed=0, length=1,
+        )  # fmt: skip
+
+
+def test_tiny_training_lowers_validation_loss_and_reloads(tmp_path):
+    cfg = tiny_config(tmp_path, steps=30, validate_every=30, checkpoint_every=30)
+    result = train_anyview(cfg)
+    assert result.step == 30 and len(result.losses) == 30
+    (s0, first), (s1, last) = result.val_losses[0], result.val_losses[-1]
+    assert (s0, s1) == (0, 30)
+    assert last < 0.8 * first, result.val_losses
+    assert (tmp_path / "checkpoints" / "step-0000030").is_dir()
+    assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    loaded = AnyViewPipeline.from_pretrained(result.pipeline_dir)
+    scene = synth_scene(5, cameras=2, frames=4, width=16, height=16)
+    a, b = scene.streams.values()
+    expected = sample(result.pipeline, a.frames, a.cameras, b.cameras)
+    assert torch.allclose(sample(loaded, a.frames, a.cameras, b.cameras), expected, atol=1e-5)
+
+
+def test_resume_continues_at_the_checkpoint_step_like_an_uninterrupted_run(tmp_path):
+    full = train_anyview(tiny_config(tmp_path / "full", steps=6, checkpoint_every=3))
+    first = train_anyview(tiny_config(tmp_path / "split", steps=3, checkpoint_every=3))
+    assert first.losses == pytest.approx(full.losses[:3], abs=1e-6)
+    resumed = train_anyview(
+        tiny_config(tmp_path / "split", steps=6, checkpoint_every=3, resume="latest"),
+    )
+    assert resumed.resumed_from == tmp_path / "split" / "checkpoints" / "step-0000003"
+    assert resumed.step == 6 and len(resumed.losses) == 3
+    assert resumed.losses == pytest.approx(full.losses[3:], abs=1e-5)
+    for p, q in zip(
+        resumed.pipeline.transformer.parameters(),
+        full.pipeline.transformer.parameters(),
+        strict=True,
+    ):
+        assert torch.allclose(p, q, atol=1e-5)
+
+
+def test_config_formats_agree_and_errors_name_the_field(tmp_path):
+    import tomllib
+    import yaml
+
+    raw = tomllib.loads(TINY_CONFIG.read_text())
+    (tmp_path / "c.json").write_text(json.dumps(raw))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    configs = [
+        load_train_config(p) for p in (TINY_CONFIG, tmp_path / "c.json", tmp_path / "c.yaml")
+    ]
+    assert configs[0] == configs[1] == configs[2]
+    bad = {**raw, "data": [{**raw["data"][0], "weight": -1}]}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(InputError, match=r"bad.json \[data.0.weight\]: .*greater than 0"):
+        load_train_config(tmp_path / "bad.json")
+    both = {**raw, "validation": {**raw["validation"], "path": "scenes"}}
+    (tmp_path / "both.json").write_text(json.dumps(both))
+    with pytest.raises(InputError, match=r"validation.*exactly one of 'path' and 'synthetic'"):
+        load_train_config(tmp_path / "both.json")
+    with pytest.raises(InputError, match=r"resume.*no such checkpoint"):
+        train_anyview(tiny_config(tmp_path, resume=str(tmp_path / "nope")))
+
+
+def test_distributed_backend_is_passed_to_accelerate(tmp_path):
+    try:
+        import deepspeed  # noqa: F401
+
+        pytest.skip("DeepSpeed is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(InputError, match=r"distributed.*DeepSpeed is not installed"):
+        train_anyview(tiny_config(tmp_path, distributed="deepspeed"))
+
+
+def test_cli_bad_config_is_one_line_exit_2(tmp_path):
+    import tomllib
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**tomllib.loads(TINY_CONFIG.read_text()), "steps": "many"}))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dreamjourney", "train", "anyview", "--config", str(bad)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "bad.json" in lines[0] and "valid integer" in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_latent_space_training_from_a_pretrained_wan(tmp_path):
+    torch.manual_seed(0)
+    AutoencoderKLWan(
+        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+        temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
+    ).save_pretrained(tmp_path / "vae")  # fmt: skip
+    for channels in (4, 8):
+        WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+            in_channels=channels, out_channels=channels, text_dim=16, freq_dim=16, ffn_dim=32,
+            num_layers=1, rope_max_seq_len=32,
+        ).save_pretrained(tmp_path / f"wan{channels}")  # fmt: skip
+    model = {
+        "pretrained_wan": str(tmp_path / "wan4"),
+        "vae": {"kind": "wan", "path": str(tmp_path / "vae")},
+    }
+    cfg = tiny_config(tmp_path / "run", steps=2, frames=5, width=32, height=32, model=model)
+    result = train_anyview(cfg)
+    assert result.step == 2 and result.pipeline.compression == (4, 8)
+    loaded = AnyViewPipeline.from_pretrained(result.pipeline_dir)
+    assert isinstance(loaded.vae, AutoencoderKLWan) and loaded.transformer.config.num_layers == 1
+    bad = tiny_config(tmp_path / "bad", frames=5, width=32, height=32,
+                      model={**model, "pretrained_wan": str(tmp_path / "wan8")})  # fmt: skip
+    with pytest.raises(InputError, match=r"pretrained_wan.*8 channels.*has 4"):
+        train_anyview(bad)
+    odd = tiny_config(tmp_path / "odd", frames=4, width=32, height=32, model=model)
+    with pytest.raises(InputError, match=r"config.*4 frames; the model needs 1 \+ 4k"):
+        train_anyview(odd)
+
+
+def test_cli_trains_from_scene_folders(tmp_path):
+    import tomllib
+
+    for i in range(2):
+        save_scene(
+            synth_scene(i, cameras=2, frames=5, width=16, height=16), tmp_path / "scenes" / f"s{i}"
+        )
+    raw = tomllib.loads(TINY_CONFIG.read_text())
+    raw["data"] = [{"name": "folders", "kind": "dynamic", "path": str(tmp_path / "scenes")}]
+    raw["validation"] = {**raw["data"][0], "name": "val"}
+    (tmp_path / "c.json").write_text(json.dumps(raw))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "dreamjourney",
+        "train",
+        "anyview",
+        "--config",
+        str(tmp_path / "c.json"),
+    ]
+    run = [*cmd, "--output-dir", str(tmp_path / "run"), "--steps", "2"]
+    proc = subprocess.run(run, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "trained to step 2" in proc.stdout and "validation loss at step 2" in proc.stdout
+    assert (tmp_path / "run" / "pipeline" / "model_index.json").is_file()
+    proc = subprocess.run([*run[:-1], "3", "--resume", "latest"], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed from" in proc.stdout and "step-0000002" in proc.stdout
+    assert "trained to step 3" in proc.stdout
