@@ -88,10 +88,17 @@ def _anyview_geometry(**options) -> NovelViewMethod:
     return AnyViewGeometryMethod(**options)
 
 
+def _anyview_learned(**options) -> NovelViewMethod:
+    from dreamjourney.pipelines.anyview_learned import learned_method
+
+    return learned_method(**options)
+
+
 METHODS: dict[str, Callable[..., NovelViewMethod]] = {
     "copy-input": CopyInput,
     "warp-input": WarpInput,
     "geometry": _anyview_geometry,
+    "learned": _anyview_learned,
 }
 
 

@@ -363,7 +363,7 @@ def learned_method(
     seed: int = 0,
     device: str = "cpu",
 ) -> AnyViewNovelView:
-    """A `NovelViewMethod` factory for `dreamjourney.eval.bench` (`register_method("learned",
-    learned_method)`): `load_anyview_pipeline(model, preset=...)` wrapped in `AnyViewNovelView`."""
+    """The benchmark method "learned" (`dreamjourney.eval.bench.METHODS`):
+    `load_anyview_pipeline(model, preset=...)` wrapped in `AnyViewNovelView`."""
     pipe = load_anyview_pipeline(model, preset=preset, device=device)
     return AnyViewNovelView(pipe, num_inference_steps=num_inference_steps, seed=seed)
