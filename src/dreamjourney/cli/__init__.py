@@ -39,6 +39,11 @@ def _root(
     """Camera-controlled generative video of 3D and 4D scenes."""
 
 
+from dreamjourney.cli.journey import journey  # noqa: E402
+
+app.command("journey")(journey)
+
+
 def main() -> None:
     """Entry point of the console script."""
     try:
