@@ -157,10 +157,8 @@ class JourneyPipeline:
     Call it with a photo and an output directory; see `__call__`.
     """
 
-    def __init__(self, backends: Backends, *, preset: str = "custom", config: dict | None = None):
+    def __init__(self, backends: Backends):
         self.backends = backends
-        self.preset = preset
-        self.backend_config = config or {}
         self._model_seconds = 0.0
         self._scene_scale = 1.0
         self._callback: JourneyCallback = _Silent()
@@ -170,9 +168,7 @@ class JourneyPipeline:
         cls, preset: str = "offline", *, config: dict | None = None, device: str = "cpu"
     ) -> JourneyPipeline:
         """Build the backends of a registry preset (weights load on first use)."""
-        return cls(
-            build_backends(preset, config=config, device=device), preset=preset, config=config
-        )
+        return cls(build_backends(preset, config=config, device=device))
 
     # ================================================================= entry point
     def __call__(
@@ -279,8 +275,8 @@ class JourneyPipeline:
         values = asdict(config)
         if file_cameras is not None:
             values["trajectory"] = "file"
-        values["preset"] = self.preset
-        values["backend_config"] = self.backend_config
+        # the resolved backends decide the frames; the device they run on is not compared
+        values["backends"] = {k: v for k, v in self.backends.info.items() if k != "device"}
         return values
 
     @staticmethod
