@@ -145,6 +145,8 @@ def resolve_trajectory(
 
     if Path(spec).exists():
         return load_cameras(spec)
+    if spec != "forward":
+        raise InputError("neither a preset (forward) nor an existing camera file", source=spec)
     return make_trajectory(
         spec,
         num_frames,
@@ -246,7 +248,9 @@ def install():
     mods = {
         "dreamjourney.scene": dict(World=World, align_depth=align_depth, RenderOutput=RenderOutput),
         "dreamjourney.camera.trajectories": dict(
-            make_trajectory=make_trajectory, resolve_trajectory=resolve_trajectory
+            PRESETS={"forward": None},
+            make_trajectory=make_trajectory,
+            resolve_trajectory=resolve_trajectory,
         ),
         "dreamjourney.models": {},
         "dreamjourney.models.protocols": dict(

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import load_cameras, save_cameras
+from dreamjourney.camera.trajectories import PRESETS as TRAJECTORY_PRESETS
 from dreamjourney.camera.trajectories import make_trajectory, resolve_trajectory
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_path, atomic_write_text
@@ -282,9 +283,9 @@ class JourneyPipeline:
     @staticmethod
     def _trajectory_file_cameras(config: JourneyConfig) -> Cameras | None:
         spec = config.trajectory
-        if not Path(spec).exists():
-            make_trajectory(spec, 2)  # unknown names -> InputError listing the presets
+        if spec in TRAJECTORY_PRESETS:
             return None
+        # a camera file; anything else -> InputError naming the presets
         cameras = resolve_trajectory(
             spec,
             None,
