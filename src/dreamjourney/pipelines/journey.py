@@ -351,7 +351,8 @@ class JourneyPipeline:
 
         def rerender(last: Tensor) -> tuple[Tensor, Tensor]:
             trial = copy.deepcopy(world)
-            lifted["frame"], lifted["depth"] = last, self._aligned_depth(trial, last, cameras[-1])
+            lifted["frame"] = last
+            lifted["depth"] = self._aligned_depth(last, rendered.depth[-1], rendered.mask[-1])
             trial.add_frame(last, lifted["depth"], cameras[-1], time=float(times[-1]))
             out = trial.render(cameras)
             return out.image, out.mask
@@ -379,7 +380,7 @@ class JourneyPipeline:
             if i == last and "frame" in lifted and torch.equal(lifted["frame"], frame):
                 depth = lifted["depth"]
             else:
-                depth = self._aligned_depth(world, frame, cameras[i])
+                depth = self._aligned_depth(frame, rendered.depth[i], rendered.mask[i])
             world.add_frame(frame, depth, cameras[i], time=float(times[i]), new_only=True)
         t_stage1 = time.perf_counter() - t_start
 
@@ -466,14 +467,15 @@ class JourneyPipeline:
         return path[1:]
 
     # ================================================================= geometry helpers
-    def _aligned_depth(self, world: World, frame: Tensor, camera: Cameras) -> Tensor:
-        """Depth of `frame` (3, H, W) aligned to what `world` renders at `camera`; (H, W) z-depth."""
+    def _aligned_depth(self, frame: Tensor, target: Tensor, known: Tensor) -> Tensor:
+        """Depth of `frame` (3, H, W), aligned to the rendered depth `target` (H, W) on the
+        `known` (H, W) pixels -> (H, W) z-depth in world units."""
         pred = self._timed("depth", lambda: self.backends.depth.estimate(frame)).depth
-        target = world.render(camera)
-        known = target.mask[0]
-        return self._align(pred, target.depth[0], known)
+        return self._align(pred, target, known)
 
     def _align(self, pred: Tensor, target: Tensor, known: Tensor) -> Tensor:
+        """Robust scale and shift of `pred` onto `target` on `known` pixels; with too few known
+        pixels, a scale that puts its median at the scene scale."""
         if known.float().mean() < MIN_KNOWN_FRACTION:
             valid = pred[pred > 0]
             scale = self._scene_scale / float(valid.median()) if valid.numel() else 1.0
@@ -486,9 +488,8 @@ class JourneyPipeline:
         moved = F.max_pool2d(moved[None, None].float(), 5, stride=1, padding=2)[0, 0] > 0
         if not moved.any():
             return
-        pred = self._timed("depth", lambda: self.backends.depth.estimate(after)).depth
         target = world.render(camera)
-        depth = self._align(pred, target.depth[0], target.mask[0] & ~moved)
+        depth = self._aligned_depth(after, target.depth[0], target.mask[0] & ~moved)
         world.add_frame(
             after, depth, camera, time=float(camera.times[0]), new_only=True, dynamic_mask=moved
         )
