@@ -242,7 +242,8 @@ class JourneyPipeline:
                 "pass --resume to continue it",
                 source=run.root,
             )
-        target = (num_segments or manifest.num_segments) + extend
+        # asking for fewer segments than are done keeps them all
+        target = max((num_segments or manifest.num_segments) + extend, start)
         if max_segments is not None and target > max_segments:
             raise InputError(
                 f"the trajectory file holds {len(file_cameras or [])} cameras: enough for "
