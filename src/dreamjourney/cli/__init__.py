@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from dreamjourney import __version__
 from dreamjourney.cli.console import err_console
@@ -39,6 +40,14 @@ def _root(
     """Camera-controlled generative video of 3D and 4D scenes."""
 
 
+from dreamjourney.cli import data, eval  # noqa: E402
+from dreamjourney.cli.render import render  # noqa: E402
+from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
+
+app.add_typer(trajectory_app, name="trajectory")
+app.command("render")(render)
+app.add_typer(data.app, name="data")
+app.add_typer(eval.app, name="eval")
 from dreamjourney.cli.journey import journey  # noqa: E402
 
 app.command("journey")(journey)
@@ -49,7 +58,9 @@ def main() -> None:
     try:
         app()
     except InputError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

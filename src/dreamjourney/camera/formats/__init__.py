@@ -2,18 +2,38 @@
 
 All converters to and from other conventions live here. Inside dreamjourney every camera is
 OpenCV c2w (see `dreamjourney.camera.cameras`).
+
+| name         | read | write | recognised by                                             |
+|--------------|------|-------|-----------------------------------------------------------|
+| `native`     | yes  | yes   | JSON with `"format": "dreamjourney.cameras/1"`             |
+| `keyframes`  | yes  |       | JSON with `"format": "dreamjourney.keyframes/1"`           |
+| `nerfstudio` | yes  | yes   | JSON with a `camera_path` list (camera_path.json)          |
+| `transforms` | yes  |       | JSON with `frames[].transform_matrix` (transforms.json)     |
+| `colmap`     | yes  | yes   | a directory (or its images.txt) with cameras.txt+images.txt |
+| `re10k`      | yes  | yes   | a .txt whose lines (after the first) hold 19 numbers       |
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 from dreamjourney.camera.cameras import Cameras
-from dreamjourney.camera.formats import native
+from dreamjourney.camera.formats import colmap, keyframes, native, nerfstudio, re10k, transforms
+from dreamjourney.camera.formats.validate import read_json
 from dreamjourney.errors import InputError
 
-# name -> (module with `sniff(path) -> bool`, `load(path) -> Cameras`, `save(cams, path, fps)`)
-FORMATS = {"native": native}
+# name -> module with `sniff(path) -> bool`, `load(path) -> Cameras` and, when writable,
+# `save(cams, path, fps=)`. Detection tries them in this order.
+FORMATS: dict[str, ModuleType] = {
+    "native": native,
+    "keyframes": keyframes,
+    "nerfstudio": nerfstudio,
+    "transforms": transforms,
+    "colmap": colmap,
+    "re10k": re10k,
+}
+WRITABLE = tuple(name for name, module in FORMATS.items() if hasattr(module, "save"))
 
 
 def detect_format(path: str | Path) -> str:
@@ -24,6 +44,12 @@ def detect_format(path: str | Path) -> str:
     for name, module in FORMATS.items():
         if module.sniff(path):
             return name
+    if path.suffix.lower() == ".json":
+        data = read_json(path)  # says why a broken JSON file is broken
+        if isinstance(data, dict) and "format" in data:
+            raise InputError(
+                f"unknown camera format {data['format']!r}", source=path, field="format"
+            )
     raise InputError(
         f"not a camera file in any supported format ({', '.join(FORMATS)})", source=path
     )
@@ -36,18 +62,42 @@ def load_cameras(path: str | Path, *, format: str | None = None) -> Cameras:
 
 
 def format_from_suffix(path: str | Path) -> str:
-    """The format a file name asks for when none is given explicitly."""
-    return "native"
+    """The format a file name asks for when none is given explicitly.
+
+    `*camera_path.json` -> nerfstudio, other `.json` -> native, `.txt` -> re10k (but
+    `cameras.txt` / `images.txt` -> colmap), no suffix (a directory) -> colmap.
+    """
+    path = Path(path)
+    name, suffix = path.name.lower(), path.suffix.lower()
+    if name.endswith("camera_path.json"):
+        return "nerfstudio"
+    if name in ("cameras.txt", "images.txt") or suffix == "":
+        return "colmap"
+    if suffix == ".txt":
+        return "re10k"
+    if suffix == ".json":
+        return "native"
+    raise InputError(
+        f"cannot tell the camera format from the suffix {suffix!r}; give one of "
+        f"{', '.join(WRITABLE)}",
+        source=path,
+    )
 
 
 def save_cameras(
     cameras: Cameras, path: str | Path, *, format: str | None = None, fps: float = 24.0
 ) -> None:
     """Write `cameras` to `path` in `format` (default: from the file name)."""
-    _module(format or format_from_suffix(path)).save(cameras, Path(path), fps=fps)
+    name = format or format_from_suffix(path)
+    module = _module(name)
+    if name not in WRITABLE:
+        raise InputError(
+            f"format {name!r} can be read but not written; writable: {', '.join(WRITABLE)}"
+        )
+    module.save(cameras, Path(path), fps=fps)
 
 
-def _module(name: str):
+def _module(name: str) -> ModuleType:
     try:
         return FORMATS[name]
     except KeyError:

@@ -72,3 +72,26 @@ def check_intrinsics(value: Any, path: Path, field: str) -> Tensor:
             "must be upper triangular with last row [0, 0, 1]", source=path, field=field
         )
     return K.float()
+
+
+def sniff_json(path: Path) -> Any:
+    """The parsed content of a `.json` file, or None when it is not one (for format sniffing)."""
+    if path.is_dir() or path.suffix.lower() != ".json":
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def check_number(
+    value: Any, path: Path, field: str, *, positive: bool = False, default: float | None = None
+) -> float:
+    """A finite number (positive if asked); `default` when the value is missing (None)."""
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"must be a finite number, got {value!r}", source=path, field=field)
+    if positive and value <= 0:
+        raise InputError(f"must be positive, got {value!r}", source=path, field=field)
+    return float(value)

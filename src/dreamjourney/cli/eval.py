@@ -1,0 +1,242 @@
+"""`dreamjourney eval PRED GT` (compare two clips) and `dreamjourney eval bench METHOD`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import typer
+from rich.progress import Progress
+from rich.table import Table
+from torch import Tensor
+from typer._click.core import Context
+from typer.core import TyperGroup
+
+from dreamjourney.cli.console import console, err_console
+from dreamjourney.errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class _CompareByDefault(TyperGroup):
+    """A group whose first argument, when it is not a subcommand, goes to `compare`."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["compare", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_CompareByDefault,
+    no_args_is_help=True,
+    help="Measure predictions against ground truth: `eval PRED GT --out report.json`, "
+    "or run a benchmark: `eval bench METHOD --scenes DIR --out DIR`.",
+)
+
+
+def load_clip(path: Path, *, role: str) -> Tensor:
+    """A video file or a folder of images (sorted by name) -> (T, 3, H, W)."""
+    from dreamjourney.io.images import load_image
+    from dreamjourney.io.video import read_video
+
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError("folder holds no images", source=path, field=role)
+        frames = [load_image(p, min_size=1) for p in files]
+        if len({f.shape for f in frames}) != 1:
+            raise InputError("images differ in size", source=path, field=role)
+        return torch.stack(frames)
+    if not path.exists():
+        raise InputError("no such file or folder", source=path, field=role)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return load_image(path, min_size=1)[None]
+    return read_video(path)[0]
+
+
+def load_mask(path: Path, frames: int, height: int, width: int) -> Tensor:
+    """A mask image (all frames), a folder of them or a video -> (T, H, W) bool (> 0.5 = True)."""
+    mask = load_clip(path, role="--mask").mean(dim=1) > 0.5
+    if tuple(mask.shape[-2:]) != (height, width):
+        raise InputError(
+            f"mask is {mask.shape[-1]}x{mask.shape[-2]}, frames are {width}x{height}",
+            source=path,
+            field="--mask",
+        )
+    if mask.shape[0] not in (1, frames):
+        raise InputError(
+            f"{mask.shape[0]} mask frames for {frames} frames", source=path, field="--mask"
+        )
+    return mask.expand(frames, height, width)
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """'KEY=VALUE' -> (KEY, VALUE as JSON, or the plain string when it is not JSON)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise InputError(f"must be KEY=VALUE with KEY a name, got {text!r}", field="--option")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+@app.command()
+def compare(
+    pred: Path = typer.Argument(..., help="Predicted video, or folder of frames."),
+    gt: Path = typer.Argument(..., help="Ground-truth video, or folder of frames."),
+    out: Path = typer.Option(..., "--out", help="Report JSON to write."),
+    mask: Path | None = typer.Option(
+        None, "--mask", help="Mask image, folder or video: white = counted."
+    ),
+    lpips_weights: Path | None = typer.Option(
+        None, "--lpips-weights", help="LPIPS state dict (.pth / .safetensors); no LPIPS without."
+    ),
+) -> None:
+    """PSNR, SSIM (and LPIPS) of PRED against GT, per frame and averaged."""
+    from dreamjourney.eval.bench import json_safe
+    from dreamjourney.eval.metrics import LPIPS, mean_over, psnr, ssim
+    from dreamjourney.io.atomic import atomic_write_text
+
+    lpips = LPIPS.from_file(lpips_weights) if lpips_weights is not None else None
+    p, g = load_clip(pred, role="PRED"), load_clip(gt, role="GT")
+    if p.shape[0] != g.shape[0]:
+        raise InputError(f"{p.shape[0]} frames, but GT has {g.shape[0]}", source=pred)
+    if p.shape != g.shape:
+        raise InputError(
+            f"frames are {p.shape[-1]}x{p.shape[-2]}, GT frames {g.shape[-1]}x{g.shape[-2]}",
+            source=pred,
+        )
+    m = load_mask(mask, *p.shape[:1], *p.shape[-2:]) if mask is not None else None
+    per_frame = {"psnr": psnr(p, g, m).tolist(), "ssim": ssim(p, g, m).tolist()}
+    if lpips is not None:
+        per_frame["lpips"] = lpips(p, g, m).tolist()
+    means = {k: mean_over(v) for k, v in per_frame.items()}
+    report = {
+        "pred": str(pred),
+        "gt": str(gt),
+        "mask": str(mask) if mask is not None else None,
+        "frames": int(p.shape[0]),
+        "ssim_window": {"size": 11, "sigma": 1.5},
+        "mean": means,
+        "per_frame": per_frame,
+    }
+    atomic_write_text(out, json.dumps(json_safe(report), indent=1))
+    table = Table("metric", "mean over frames")
+    for k, v in means.items():
+        table.add_row(k, f"{v:.4f}")
+    console.print(table)
+    console.print(f"report: {out}")
+
+
+@app.command()
+def consistency(
+    video: Path = typer.Argument(
+        ..., help="A generated video (or folder of frames), no ground truth."
+    ),
+    out: Path = typer.Option(..., "--out", help="Report JSON to write."),
+    cameras: Path | None = typer.Option(
+        None, "--cameras", help="Its cameras, one per frame (any supported camera file)."
+    ),
+    depth: Path | None = typer.Option(
+        None, "--depth", help="(T, H, W) z-depth .npy, one map per frame (0 = unknown)."
+    ),
+    threshold: float = typer.Option(
+        0.1, "--threshold", help="Mean abs RGB difference that agrees."
+    ),
+) -> None:
+    """Reprojection consistency and temporal flicker between consecutive frames.
+
+    With --cameras and --depth, frame t-1 is warped into camera t first, so camera motion does not
+    count; without them only the raw flicker is reported.
+    """
+    from dreamjourney.camera.formats import load_cameras
+    from dreamjourney.data.scene import load_depth_array
+    from dreamjourney.eval.bench import json_safe
+    from dreamjourney.eval.metrics import mean_over, reprojection_consistency, temporal_flicker
+    from dreamjourney.io.atomic import atomic_write_text
+
+    if (cameras is None) != (depth is None):
+        raise InputError("give both --cameras and --depth, or neither", field="--depth")
+    frames = load_clip(video, role="VIDEO")
+    t, _, h, w = frames.shape
+    per_frame: dict[str, list] = {}
+    if cameras is not None and depth is not None:
+        cams = load_cameras(cameras)
+        if len(cams) != t:
+            raise InputError(f"{len(cams)} cameras for {t} frames", source=cameras)
+        cams = cams.resize(w, h) if (cams.width, cams.height) != (w, h) else cams
+        d = load_depth_array(depth, (t, h, w))
+        per_frame["consistency"] = reprojection_consistency(
+            frames, cams, d, threshold=threshold
+        ).tolist()
+        per_frame["flicker"] = temporal_flicker(frames, cams, d).tolist()
+    else:
+        per_frame["flicker"] = temporal_flicker(frames).tolist()
+    means = {k: mean_over(v) for k, v in per_frame.items()}
+    report = {
+        "video": str(video),
+        "frames": t,
+        "warped": cameras is not None,
+        "threshold": threshold,
+        "mean": means,
+        "per_frame_pair": per_frame,
+    }
+    atomic_write_text(out, json.dumps(json_safe(report), indent=1))
+    for k, v in means.items():
+        console.print(f"{k}: {v:.4f}")
+    console.print(f"report: {out}")
+
+
+@app.command()
+def bench(
+    method: str = typer.Argument(..., help="A registered method (copy-input, warp-input, ...)."),
+    scenes: Path = typer.Option(
+        ..., "--scenes", help="A scene, a folder of scenes, or of datasets."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for results.json, results.md, videos/."),
+    pairs: str = typer.Option("all", "--pairs", help="all, input or extreme camera pairs."),
+    lpips_weights: Path | None = typer.Option(
+        None, "--lpips-weights", help="LPIPS state dict; no LPIPS without."
+    ),
+    videos: bool = typer.Option(True, "--videos/--no-videos", help="Side-by-side episode videos."),
+    option: list[str] = typer.Option(
+        [],
+        "--option",
+        "-o",
+        help="KEY=VALUE passed to the method (VALUE read as JSON if it can be).",
+    ),
+) -> None:
+    """Run a novel-view METHOD on every input/target camera pair and tabulate the metrics."""
+    from dreamjourney.eval.bench import run_bench
+
+    method_options = dict(parse_option(text) for text in option)
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task(f"bench {method}", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        results = run_bench(
+            method,
+            scenes,
+            out,
+            pairs=pairs,
+            lpips_weights=lpips_weights,
+            videos=videos,
+            progress=advance,
+            **method_options,
+        )
+    table = Table(
+        "dataset", *results["metrics"], title=f"{method} ({len(results['episodes'])} episodes)"
+    )
+    for name, means in results["per_dataset"].items():
+        table.add_row(
+            name,
+            *(f"{means[m]:.4f}" if means[m] is not None else "n/a" for m in results["metrics"]),
+        )
+    console.print(table)
+    console.print(f"tables: {out / 'results.md'}")

@@ -1,0 +1,1 @@
+"""Metrics (PSNR, SSIM, LPIPS, reprojection consistency, flicker) and the novel-view benchmark."""

@@ -1,0 +1,257 @@
+"""A persistent, fused, time-stamped point cloud with a memory budget.
+
+A journey keeps one World: each new frame adds only the pixels the world could not render
+from that frame's camera (its holes), so revisiting a place adds nothing; a moving region
+replaces what the world showed there; a voxel grid keeps one point per cell; and when the
+cloud outgrows `max_points` the points farthest from the newest camera and oldest go first.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from plyfile import PlyData, PlyElement
+from torch import Tensor
+
+from dreamjourney.camera import Cameras
+from dreamjourney.io.atomic import atomic_path
+from dreamjourney.scene.pointcloud import PointCloud, unproject
+from dreamjourney.scene.raster import RenderOutput, rasterize
+
+NPZ_FORMAT = "dreamjourney.world/1"
+# A dynamic region's old points are dropped if they lie in front of the new surface or within
+# this fraction of its depth behind it.
+DYNAMIC_DEPTH_MARGIN = 0.05
+
+
+class World:
+    """A fused point cloud that grows frame by frame.
+
+    Args:
+        max_points: memory budget; beyond it the least useful points are evicted.
+        voxel_size: world-space cell size for deduplication (one point per cell); None
+            keeps every new point (new points are still only taken from holes).
+        age_horizon: seconds of age that weigh as much as one median camera distance when
+            choosing points to evict.
+    """
+
+    def __init__(
+        self,
+        max_points: int = 2_000_000,
+        voxel_size: float | None = None,
+        *,
+        age_horizon: float = 10.0,
+        device: torch.device | str = "cpu",
+    ):
+        if max_points < 1:
+            raise ValueError(f"max_points must be >= 1, got {max_points}")
+        if voxel_size is not None and not voxel_size > 0:
+            raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+        self.max_points = int(max_points)
+        self.voxel_size = voxel_size
+        self.age_horizon = float(age_horizon)
+        self.cloud = PointCloud.empty(device=device)
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self.cloud)
+
+    @property
+    def device(self) -> torch.device:
+        return self.cloud.device
+
+    # ------------------------------------------------------------------ growing
+    def add_frame(
+        self,
+        image: Tensor,
+        depth: Tensor,
+        camera: Cameras,
+        *,
+        time: float = 0.0,
+        new_only: bool = True,
+        dynamic_mask: Tensor | None = None,
+    ) -> int:
+        """Fuse one frame into the world.
+
+        Args:
+            image: (3, H, W) colours in [0, 1] at the camera's size.
+            depth: (H, W) z-depth in world units; <= 0 = none.
+            camera: the frame's camera (a batch of one).
+            time: seconds stamped on the new points.
+            new_only: add only pixels that are holes in the world's render from `camera`.
+            dynamic_mask: (H, W) bool, True where the scene moved (cover both the old and the new
+                place of a moving object): the world's points seen there are dropped and
+                the frame's pixels there are added.
+        Returns:
+            The number of points added (before any eviction).
+        """
+        if len(camera) != 1:
+            raise ValueError(f"add_frame needs one camera, got {len(camera)}")
+        h, w = camera.height, camera.width
+        if image.shape[-2:] != (h, w) or depth.shape != (h, w):
+            raise ValueError(
+                f"add_frame: image {tuple(image.shape)} and depth {tuple(depth.shape)} do not "
+                f"match the camera's {w}x{h}"
+            )
+        image, depth, camera = image.to(self.device), depth.to(self.device), camera.to(self.device)
+        take = torch.ones(h, w, dtype=torch.bool, device=self.device)
+        dynamic = None if dynamic_mask is None else dynamic_mask.to(self.device, torch.bool)
+        if dynamic is not None and len(self) and bool(dynamic.any()):
+            self._drop_dynamic(depth, camera, dynamic)
+        if new_only and len(self):
+            take = ~self.render(camera).mask[0]
+            if dynamic is not None:
+                take |= dynamic
+        new = unproject(image, depth, camera, mask=take, time=time)
+        if self.voxel_size is not None and len(new):
+            new = new[self._unoccupied(new.points)]
+        self.cloud = PointCloud.cat([self.cloud, new])
+        if len(self) > self.max_points:
+            self._evict(camera, time)
+        return len(new)
+
+    def _drop_dynamic(self, depth: Tensor, camera: Cameras, dynamic: Tensor) -> None:
+        """Remove points that project into the dynamic region, in front of (or just behind)
+        the frame's new surface there; the static background farther back stays."""
+        uv, z = camera.project(self.cloud.points)
+        uv, z = uv[0], z[0]
+        col, row = uv[:, 0].floor().long(), uv[:, 1].floor().long()
+        inside = (z > 0) & (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
+        pix = row.clamp(0, camera.height - 1) * camera.width + col.clamp(0, camera.width - 1)
+        new_depth = depth.reshape(-1)[pix]
+        limit = torch.where(new_depth > 0, new_depth * (1 + DYNAMIC_DEPTH_MARGIN), math.inf)
+        drop = inside & dynamic.reshape(-1)[pix] & (z <= limit)
+        self.cloud = self.cloud[~drop]
+
+    def _voxel_keys(self, points: Tensor) -> Tensor:
+        assert self.voxel_size is not None
+        cells = torch.floor(points / self.voxel_size).long()
+        # 21 bits per axis: unique within +-1M cells of the origin
+        cells = cells.clamp(-(2**20), 2**20 - 1) + 2**20
+        return (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
+
+    def _unoccupied(self, points: Tensor) -> Tensor:
+        """(P,) bool: the first new point of each voxel that no world point occupies yet."""
+        keys = self._voxel_keys(points)
+        free = ~torch.isin(keys, self._voxel_keys(self.cloud.points))
+        _, inverse = torch.unique(keys, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1,), len(keys), device=keys.device)
+        first.scatter_reduce_(0, inverse, torch.arange(len(keys), device=keys.device), "amin")
+        is_first = torch.zeros(len(keys), dtype=torch.bool, device=keys.device)
+        is_first[first] = True
+        return free & is_first
+
+    def _evict(self, camera: Cameras, now: float) -> None:
+        """Keep the `max_points` points with the lowest cost: distance from `camera` in units
+        of the median distance, plus age in units of `age_horizon`."""
+        dist = (self.cloud.points - camera.centers[0]).norm(dim=-1)
+        cost = dist / dist.median().clamp_min(1e-12)
+        cost += (now - self.cloud.times).clamp_min(0) / self.age_horizon
+        keep = torch.topk(cost, self.max_points, largest=False).indices.sort().values
+        self.evicted += len(self) - len(keep)
+        self.cloud = self.cloud[keep]
+
+    # ------------------------------------------------------------------ viewing
+    def render(self, cameras: Cameras, *, background: float = 0.0) -> RenderOutput:
+        """Render the world from N cameras; see `rasterize`."""
+        return rasterize(self.cloud, cameras, background=background)
+
+    def median_depth(self, camera: Cameras) -> float:
+        """Median z-depth of what `camera` (one camera) sees of the world; if it sees nothing,
+        of all points in front of it."""
+        out = self.render(camera[0])
+        if bool(out.mask.any()):
+            return float(out.depth[out.mask].median())
+        _, z = camera[0].to(self.device).project(self.cloud.points)
+        z = z[0][z[0] > 0]
+        if len(z) == 0:
+            raise ValueError("median_depth: no world point is in front of the camera")
+        return float(z.median())
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> None:
+        """Everything needed to resume, as one .npz, written atomically."""
+        c = self.cloud.to("cpu")
+        arrays = {
+            "format": np.array(NPZ_FORMAT),
+            "points": c.points.numpy(),
+            "colors": c.colors.numpy(),
+            "radii": c.radii.numpy(),
+            "times": c.times.numpy(),
+            "max_points": np.array(self.max_points),
+            "voxel_size": np.array(np.nan if self.voxel_size is None else self.voxel_size),
+            "age_horizon": np.array(self.age_horizon),
+            "evicted": np.array(self.evicted),
+        }
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: torch.device | str = "cpu") -> World:
+        """Load a world written by `save`."""
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["format"]) != NPZ_FORMAT:
+                raise ValueError(f"{path}: not a {NPZ_FORMAT} file")
+            voxel = float(data["voxel_size"])
+            world = cls(
+                int(data["max_points"]),
+                None if math.isnan(voxel) else voxel,
+                age_horizon=float(data["age_horizon"]),
+                device=device,
+            )
+            world.cloud = PointCloud(
+                *(
+                    torch.from_numpy(data[k]).to(device)
+                    for k in ("points", "colors", "radii", "times")
+                )
+            )
+            world.evicted = int(data["evicted"])
+        return world
+
+    def save_ply(self, path: str | Path) -> None:
+        """Binary PLY with x, y, z, 8-bit red/green/blue (MeshLab, Blender, CloudCompare) and
+        the extra per-vertex properties `radius` and `time`."""
+        save_ply(self.cloud, path)
+
+
+def save_ply(cloud: PointCloud, path: str | Path) -> None:
+    """Write `cloud` as a binary little-endian PLY point cloud, atomically."""
+    c = cloud.to("cpu")
+    rgb = (c.colors[:, :3].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    vertex = np.empty(
+        len(c),
+        dtype=[
+            ("x", "f4"), ("y", "f4"), ("z", "f4"),
+            ("red", "u1"), ("green", "u1"), ("blue", "u1"),
+            ("radius", "f4"), ("time", "f4"),
+        ],
+    )  # fmt: skip
+    pts = c.points.numpy()
+    vertex["x"], vertex["y"], vertex["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
+    vertex["red"], vertex["green"], vertex["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    vertex["radius"], vertex["time"] = c.radii.numpy(), c.times.numpy()
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(vertex, "vertex")], text=False).write(str(tmp))
+
+
+def load_ply(path: str | Path) -> PointCloud:
+    """Read a PLY point cloud: xyz, and colours, radius and time where present."""
+    vertex = PlyData.read(str(path))["vertex"]
+    names = vertex.data.dtype.names or ()
+    n = vertex.count
+    points = torch.from_numpy(np.stack([vertex[a] for a in "xyz"], axis=1).astype(np.float32))
+    if {"red", "green", "blue"} <= set(names):
+        rgb = np.stack([vertex[a] for a in ("red", "green", "blue")], axis=1)
+        colors = torch.from_numpy(rgb.astype(np.float32) / 255.0)
+    else:
+        colors = torch.full((n, 3), 0.5)
+
+    def column(name: str) -> Tensor:
+        if name not in names:
+            return torch.zeros(n)
+        return torch.from_numpy(np.array(vertex[name], dtype=np.float32))
+
+    return PointCloud(points, colors, column("radius"), column("time"))

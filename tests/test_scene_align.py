@@ -1,0 +1,91 @@
+"""Robust depth alignment and the heuristic pop-up depth."""
+
+import pytest
+import torch
+
+from dreamjourney.camera import Cameras, look_at
+from dreamjourney.scene import align_depth, heuristic_depth
+
+
+def noisy_pair(space, outlier_share=0.2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pred = torch.rand(64, 64, generator=g) * 3 + 1
+    if space == "depth":
+        target = 2.5 * pred + 0.7
+    else:
+        target = 1.0 / (0.5 / pred + 0.1)
+    target = target * (1 + 1e-3 * torch.randn(64, 64, generator=g))
+    outliers = torch.rand(64, 64, generator=g) < outlier_share
+    target = torch.where(outliers, torch.rand(64, 64, generator=g) * 30 + 0.1, target)
+    return pred, target, outliers
+
+
+@pytest.mark.parametrize("space,scale,shift", [("depth", 2.5, 0.7), ("disparity", 0.5, 0.1)])
+def test_recovers_scale_and_shift_with_20_percent_outliers(space, scale, shift):
+    pred, target, outliers = noisy_pair(space)
+    mask = torch.ones_like(pred, dtype=torch.bool)
+    fit = align_depth(pred, target, mask, space=space)
+    assert fit.scale == pytest.approx(scale, rel=5e-3)
+    assert fit.shift == pytest.approx(shift, abs=5e-3)
+    # outliers are rejected (a few random ones land on the line by chance)
+    assert (fit.inliers & outliers).sum() < 0.01 * outliers.sum() + 5
+    assert fit.inliers[~outliers].float().mean() > 0.98
+    clean = 2.5 * pred + 0.7 if space == "depth" else 1.0 / (0.5 / pred + 0.1)
+    assert torch.allclose(fit.aligned, clean, rtol=0.01)
+    assert 0 < fit.residual < 0.02
+
+
+def test_only_masked_valid_pixels_are_used():
+    pred, target, _ = noisy_pair("depth", outlier_share=0.0)
+    mask = torch.zeros_like(pred, dtype=torch.bool)
+    mask[:, :32] = True
+    target[:, 32:] = 0.0  # unknown there, and outside the mask anyway
+    pred[0, 0] = 0.0
+    fit = align_depth(pred, target, mask)
+    assert not fit.inliers[:, 32:].any() and not fit.inliers[0, 0]
+    assert fit.aligned[0, 0] == 0 and fit.aligned[5, 40].item() == pytest.approx(
+        2.5 * pred[5, 40].item() + 0.7, rel=0.01
+    )
+    with pytest.raises(ValueError):
+        align_depth(pred, target, torch.zeros_like(mask))
+
+
+def sky_ground_box(h=64, w=64):
+    g = torch.Generator().manual_seed(0)
+    img = torch.zeros(3, h, w)
+    img[:, : h // 2] = torch.tensor([0.4, 0.6, 0.95])[:, None, None]
+    img[:, h // 2 :] = torch.tensor([0.35, 0.33, 0.3])[:, None, None] + 0.05 * torch.rand(
+        3, h - h // 2, w, generator=g
+    )
+    img[:, 20:52, 20:34] = torch.tensor([0.8, 0.2, 0.15])[:, None, None]  # stands on row 51
+    return img
+
+
+def test_heuristic_depth_pops_up_ground_sky_and_a_standing_box():
+    img = sky_ground_box()
+    cam = Cameras.create(torch.eye(4), width=64, height=64, fov_deg=60)
+    d = heuristic_depth(img, cam)
+    assert d.shape == (64, 64) and d.dtype == torch.float32
+    assert (d > 0).all() and d.isfinite().all()
+    assert d.median().item() == pytest.approx(1.0, rel=0.05)
+    ground = d[36:, 50]
+    assert (ground[1:] <= ground[:-1] + 1e-4).all()  # the ground comes nearer downwards
+    assert ground[0] > 3 * ground[-1]
+    assert d[5, 50] > d[36, 50]  # sky beyond the ground
+    box = d[24:48, 25:30]
+    contact = d[53, 27]  # ground just below the box's foot
+    assert box.max() < 1.6 * contact and box.min() > 0.6 * contact  # vertical, at its foot's depth
+    assert box.mean() < 0.5 * d[24:48, 50].mean()  # in front of what is beside it
+
+
+def test_heuristic_horizon_follows_camera_pitch():
+    img = torch.full((3, 64, 64), 0.5) + 0.02 * torch.rand(
+        3, 64, 64, generator=torch.Generator().manual_seed(1)
+    )
+    level = Cameras.create(torch.eye(4), width=64, height=64, fov_deg=60)
+    down = Cameras.create(
+        look_at(torch.zeros(3), torch.tensor([0.0, 0.3, 1.0])), width=64, height=64, fov_deg=60
+    )
+    d_level, d_down = heuristic_depth(img, level), heuristic_depth(img, down)
+    # looking down, the horizon moves up the image: a row above the level horizon is ground
+    assert d_down[28, 32] / d_down[63, 32] < 0.5 * d_level[28, 32] / d_level[63, 32]

@@ -1,0 +1,166 @@
+"""Unproject and rasterize against an analytic, independently ray-traced scene."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dreamjourney.camera import Cameras, look_at
+from dreamjourney.scene import PointCloud, rasterize, render_padded, unproject
+from scene_analytic import render_truth, seen_from, trace
+
+SIZE = 64
+
+
+def camera(c2w=None, size=SIZE):
+    return Cameras.create(torch.eye(4) if c2w is None else c2w, width=size, height=size, fov_deg=60)
+
+
+def psnr(a, b, mask):
+    mse = ((a - b) ** 2).mean(0)[mask].mean().item()
+    return math.inf if mse == 0 else -10 * math.log10(mse)
+
+
+@pytest.fixture(scope="module")
+def source():
+    cam = camera()
+    image, depth = render_truth(cam)
+    return cam, image[0], depth[0], unproject(image[0], depth[0], cam)
+
+
+def test_unproject_lands_on_the_traced_surfaces(source):
+    cam, _, _, cloud = source
+    assert len(cloud) == SIZE * SIZE
+    origins, dirs = cam.rays()
+    _, hits, _ = trace(origins.reshape(-1, 3), dirs.reshape(-1, 3))
+    assert torch.allclose(cloud.points, hits, atol=1e-4)
+    # footprint of a fronto-parallel-ish pixel: about 0.7 pixel spacings, z / f each
+    z = cloud.points[:, 2]
+    ratio = cloud.radii / (z / cam.fx[0])
+    assert ratio.min() >= 0.5 and ratio.median() == pytest.approx(0.72, abs=0.05)
+
+
+def test_source_view_reproduces_the_image(source):
+    cam, image, depth, cloud = source
+    out = rasterize(cloud, cam)
+    assert out.mask.all()
+    assert psnr(out.image[0], image, out.mask[0]) > 50
+    assert torch.allclose(out.depth[0], depth, rtol=1e-5)
+    # every pixel is won by its own point
+    assert torch.equal(out.index[0].reshape(-1), torch.arange(SIZE * SIZE))
+
+
+@pytest.mark.parametrize(
+    "eye", [(0.5, -0.3, -0.4), (-0.4, 0.2, 0.5), (0.45, 0.15, 1.0)], ids=["back", "side", "forward"]
+)
+def test_moved_camera_matches_ray_traced_truth(source, eye):
+    src, _, _, cloud = source
+    view = camera(look_at(torch.tensor(eye), torch.tensor([0.0, 0.0, 3.0])))
+    truth, truth_depth = render_truth(view)
+    origins, dirs = view.rays()
+    _, hits, _ = trace(origins.reshape(-1, 3), dirs.reshape(-1, 3))
+    visible = seen_from(hits, src).reshape(SIZE, SIZE)  # GT surface seen by the source camera
+    out = rasterize(cloud, view)
+    known = out.mask[0]
+    both = visible & known
+    assert psnr(out.image[0], truth[0], both) > 30
+    # depth matches except on one-pixel fringes along silhouettes (depth jumps in the truth)
+    d = truth_depth[None]
+    silhouette = (F.max_pool2d(d, 3, 1, 1) > 1.1 * -F.max_pool2d(-d, 3, 1, 1))[0, 0]
+    rel = (out.depth[0] / truth_depth[0] - 1).abs()
+    assert (rel[both & ~silhouette] < 0.02).all()
+    # holes exactly where the truth shows surfaces the source never saw, up to one pixel at edges
+    v = visible.float()[None, None]
+    edge = (F.max_pool2d(v, 3, 1, 1) != -F.max_pool2d(-v, 3, 1, 1))[0, 0]
+    assert not ((known != visible) & ~edge).any()
+    assert (~known & visible).sum() < 0.01 * visible.sum()
+    assert (~visible).sum() > 50  # the view does reveal unseen surfaces
+
+
+def test_disocclusion_is_not_smeared_over(source):
+    """A sideways move opens a gap beside the box that is wider than a splat: it stays a hole."""
+    src, _, _, cloud = source
+    view = camera(look_at(torch.tensor([0.8, 0.0, 0.0]), torch.tensor([0.8, 0.0, 4.0])))
+    out = rasterize(cloud, view)
+    origins, dirs = view.rays()
+    _, hits, _ = trace(origins.reshape(-1, 3), dirs.reshape(-1, 3))
+    unseen = ~seen_from(hits, src).reshape(SIZE, SIZE)
+    inner = -F.max_pool2d(-unseen.float()[None, None], 3, 1, 1)[0, 0] > 0  # 1 px inside
+    assert inner.sum() > 40
+    assert not out.mask[0][inner].any()
+
+
+def test_nearest_point_wins_regardless_of_order():
+    cam = camera(size=8)
+    pts = torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, 2.0], [0.0, 0.0, 2.5]])
+    colors = torch.eye(3)
+    for perm in ([0, 1, 2], [2, 1, 0], [1, 0, 2]):
+        cloud = PointCloud(pts[perm], colors[perm], torch.full((3,), 0.05), torch.zeros(3))
+        out = rasterize(cloud, cam)
+        centre = (slice(None), 4, 4)
+        assert out.depth[0][4, 4].item() == pytest.approx(2.0)
+        assert torch.equal(out.image[0][centre], colors[1])
+        assert out.index[0, 4, 4].item() == perm.index(1)
+
+
+def test_splat_grows_when_seen_from_nearer():
+    cam = camera(size=32)
+    cloud = PointCloud(
+        torch.tensor([[0.0, 0.0, 4.0]]), torch.ones(1, 3), torch.tensor([0.2]), torch.zeros(1)
+    )
+    fx = cam.fx[0].item()
+    far = rasterize(cloud, cam).mask[0]
+    c2w = torch.eye(4)
+    c2w[2, 3] = 2.0  # half the distance: twice the size
+    near = rasterize(cloud, camera(c2w, 32)).mask[0]
+    # covered pixels: centres within f * r / z of the projected centre (16, 16)
+    assert far.sum().item() == (2 * math.floor(fx * 0.2 / 4 + 0.5)) ** 2
+    assert near.sum().item() == (2 * math.floor(fx * 0.2 / 2 + 0.5)) ** 2
+
+
+def test_points_behind_or_outside_render_nothing():
+    cam = camera(size=16)
+    cloud = PointCloud(
+        torch.tensor([[0.0, 0.0, -2.0], [50.0, 0.0, 2.0]]), torch.ones(2, 3), torch.full((2,), 0.1),
+        torch.zeros(2),
+    )  # fmt: skip
+    out = rasterize(cloud, cam, background=0.25)
+    assert not out.mask.any() and (out.index == -1).all() and (out.depth == 0).all()
+    assert (out.image == 0.25).all()
+    assert not rasterize(PointCloud.empty(), cam).mask.any()
+
+
+def test_batched_cameras_equal_single_renders(source):
+    _, _, _, cloud = source
+    cams = Cameras.cat(
+        [camera(), camera(look_at(torch.tensor([0.3, 0.0, 0.0]), torch.tensor([0.0, 0.0, 3.0])))]
+    )
+    batch = rasterize(cloud, cams)
+    for i in range(2):
+        single = rasterize(cloud, cams[i])
+        assert torch.equal(batch.index[i], single.index[0])
+        assert torch.equal(batch.image[i], single.image[0])
+
+
+def test_render_padded_is_a_wider_view_of_the_same_camera(source):
+    cam, _, _, cloud = source
+    out = render_padded(cloud, cam, 5)
+    assert out.image.shape == (1, 3, SIZE + 10, SIZE + 10)
+    assert torch.equal(out.crop(5).image, rasterize(cloud, cam).image)
+    assert not out.mask[0, :4].any()  # the source saw nothing beyond its frame
+
+
+def test_unproject_skips_masked_and_invalid_pixels():
+    cam = camera(size=4)
+    depth = torch.full((4, 4), 2.0)
+    depth[0, 0] = 0.0
+    depth[0, 1] = float("nan")
+    depth[0, 2] = -1.0
+    mask = torch.ones(4, 4, dtype=torch.bool)
+    mask[3, 3] = False
+    cloud = unproject(torch.rand(3, 4, 4), depth, cam, mask=mask, time=1.5)
+    assert len(cloud) == 12
+    assert (cloud.times == 1.5).all()
+    ray = unproject(torch.rand(3, 4, 4), torch.full((4, 4), 2.0), cam, depth_kind="ray")
+    assert torch.allclose(ray.points.norm(dim=-1), torch.full((16,), 2.0))
