@@ -20,9 +20,8 @@ import journey_standins
 
 journey_standins.install()
 
-from dreamjourney.camera.trajectories import make_trajectory  # noqa: E402
-
 from dreamjourney.camera.formats import load_cameras, save_cameras  # noqa: E402
+from dreamjourney.camera.trajectories import make_trajectory  # noqa: E402
 from dreamjourney.cli import main  # noqa: E402
 from dreamjourney.errors import InputError  # noqa: E402
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord  # noqa: E402
@@ -87,7 +86,14 @@ def tree_hashes(folder: Path) -> dict[str, str]:
 
 
 def small_config(**overrides) -> JourneyConfig:
-    values = dict(width=W, height=H, frames_per_segment=5, motion_frames=3, lift_stride=2)
+    values = dict(
+        trajectory="pan-right",
+        width=W,
+        height=H,
+        frames_per_segment=5,
+        motion_frames=3,
+        lift_stride=2,
+    )
     values.update(overrides)
     return JourneyConfig(**values)
 
@@ -97,7 +103,7 @@ def small_config(**overrides) -> JourneyConfig:
 def test_end_to_end_outputs_agree(tmp_path, preset):
     image = photo(tmp_path / "photo.png")
     pipe = JourneyPipeline.from_preset(preset)
-    config = small_config()
+    config = small_config(trajectory="arc-left")  # sideways: every segment reveals new ground
     result = pipe(image, tmp_path / "run", config=config, num_segments=3, seed=3)
     run = result.run
     manifest = json.loads(run.manifest_path.read_text())
@@ -121,7 +127,7 @@ def test_end_to_end_outputs_agree(tmp_path, preset):
         if k == 0:
             prev = type(prev)(prev.K, start_c2w[None], W, H, torch.zeros(1))
         expected = make_trajectory(
-            "forward",
+            config.trajectory,
             config.frames_per_segment + 1,
             scene_scale=manifest["scene_scale"],
             width=W,
@@ -330,6 +336,7 @@ def test_cli_subprocess_error_has_no_traceback(tmp_path):
 def test_sigkill_mid_segment_then_resume_gives_the_same_frames(tmp_path, monkeypatch, capsys):
     image = photo(tmp_path / "photo.png")
     args = ["--frames", "5", "--motion-frames", "3", "--segments", "3", "--seed", "9", "-q"]
+    args += ["--trajectory", "pan-right"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         cli_command(str(image), "--out", str(killed), *args),

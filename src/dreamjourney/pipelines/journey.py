@@ -37,8 +37,9 @@ from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.trajectories import PRESETS as TRAJECTORY_PRESETS
 from dreamjourney.camera.trajectories import make_trajectory, resolve_trajectory
 from dreamjourney.errors import InputError
-from dreamjourney.io.atomic import atomic_path, atomic_write_text
+from dreamjourney.io.atomic import atomic_write_text
 from dreamjourney.io.images import load_image, save_image
+from dreamjourney.io.plots import plot_trajectory
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord, sha256_file
 from dreamjourney.io.video import VideoWriter, iter_video
 from dreamjourney.models.protocols import CompletionContext
@@ -315,7 +316,7 @@ class JourneyPipeline:
         world.add_frame(photo, depth, camera, time=0.0, new_only=False)
         run.manifest.scene_scale = float(world.median_depth(camera))
         run.manifest.input_prompt = config.prompt or self._caption(photo)
-        _save_world(world, run.world_state_path(0))
+        world.save(run.world_state_path(0))  # atomic
         run.save()
 
     # ================================================================= one segment
@@ -437,7 +438,7 @@ class JourneyPipeline:
                 "total": round(time.perf_counter() - t_start, 3),
             },
         )
-        _save_world(world, run.world_state_path(index + 1))
+        world.save(run.world_state_path(index + 1))  # atomic
         run.mark_done(record)
         run.drop_old_states(keep=index + 1)
         return record
@@ -533,9 +534,15 @@ class JourneyPipeline:
         save_cameras(cameras, run.cameras_path, format="native", fps=config.fps)
         self._callback.finishing("world.ply")
         world = World.load(run.world_state_path(len(records)))
-        with atomic_path(run.ply_path) as tmp:
-            world.save_ply(tmp)
+        world.save_ply(run.ply_path)
         save_image(run.contact_sheet_path, contact_sheet(sheet, cols))
+        self._callback.finishing("trajectory.png")
+        plot_trajectory(
+            cameras,
+            run.trajectory_plot_path,
+            points=(world.cloud.points, world.cloud.colors),
+            title=f"journey: {len(records)} segments, {count} frames",
+        )
         return count
 
 
@@ -574,11 +581,6 @@ def contact_sheet(frames: list[Tensor], cols: int, gap: int = 4) -> Tensor:
 def _write_clip(path: Path, frames: Tensor, fps: float) -> None:
     with VideoWriter(path, fps=fps) as writer:
         writer.write_all(frames)
-
-
-def _save_world(world: World, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        world.save(tmp)
 
 
 def _cameras_hash(cameras: Cameras) -> str:
