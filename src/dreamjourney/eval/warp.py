@@ -1,7 +1,7 @@
 """Warping images between cameras with known depth (the geometry behind the eval measures).
 
-- `forward_warp`: splat a source RGB-D image into another camera with an exact z-buffer (each
-  source pixel lands on the nearest target pixel; the nearest point wins). Holes stay empty.
+- `forward_warp`: splat a source RGB-D image into another camera (the geometry engine's exact
+  z-buffer, nearest point wins). Holes stay empty.
 - `backward_warp`: for every target pixel with depth, fetch the source colour where it projects
   (bilinear), with an occlusion test against the source depth when that is known.
 """
@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamjourney.camera.cameras import Cameras, pixel_centers
+from dreamjourney.scene import rasterize, unproject
 
 
 def forward_warp(
@@ -20,33 +21,12 @@ def forward_warp(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Splat (3, H, W) with z-depth (H, W) from `source` (len 1) into `target` (len 1).
 
+    The geometry engine's exact z-buffer does the work (`dreamjourney.scene.rasterize`).
     Returns the warped image (3, H', W') (`background` on holes), its z-depth (H', W') (0 on
-    holes) and the mask (H', W') bool, True where a source pixel landed.
+    holes) and the mask (H', W') bool, True where the source surface is seen.
     """
-    h, w = depth.shape
-    uv = pixel_centers(w, h, device=depth.device).reshape(1, -1, 2)
-    valid = depth.reshape(-1) > 0
-    points = source.unproject(uv[:, valid], depth.reshape(1, -1)[:, valid])
-    uv_t, z_t = target.project(points)
-    uv_t, z_t = uv_t[0], z_t[0]
-    col, row = torch.floor(uv_t[:, 0]), torch.floor(uv_t[:, 1])
-    th, tw = target.height, target.width
-    inside = (z_t > 0) & (col >= 0) & (col < tw) & (row >= 0) & (row < th)
-    pixel = (row * tw + col).long()[inside]
-    z_in = z_t[inside]
-    zbuf = torch.full((th * tw,), float("inf"), device=depth.device)
-    zbuf.scatter_reduce_(0, pixel, z_in, reduce="amin")
-    # among points at the winning depth of a pixel, keep the lowest source index (deterministic)
-    src_index = torch.arange(len(z_in), device=depth.device)
-    winner = z_in == zbuf[pixel]
-    first = torch.full((th * tw,), len(z_in), device=depth.device, dtype=torch.long)
-    first.scatter_reduce_(0, pixel[winner], src_index[winner], reduce="amin")
-    mask = first < len(z_in)
-    colors = image.reshape(3, -1)[:, valid][:, inside]
-    out = torch.full((3, th * tw), background, dtype=image.dtype, device=image.device)
-    out[:, mask] = colors[:, first[mask]]
-    out_depth = torch.where(mask, zbuf, torch.zeros_like(zbuf))
-    return out.reshape(3, th, tw), out_depth.reshape(th, tw), mask.reshape(th, tw)
+    out = rasterize(unproject(image, depth, source), target, background=background)
+    return out.image[0], out.depth[0], out.mask[0]
 
 
 def backward_warp(

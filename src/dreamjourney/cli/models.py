@@ -1,0 +1,66 @@
+"""`dreamjourney models`: roles, backends, presets, and which weights are on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dreamjourney.cli.console import console
+
+
+def models(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="A backend config (JSON or TOML) whose models are checked too."
+    ),
+) -> None:
+    """List model roles, backends and presets, and which weights are found locally."""
+    from dreamjourney.models.registry import BACKENDS, PRESETS, load_config, resolve_specs
+    from dreamjourney.models.weights import find_weights, hf_cache_dir
+
+    backends = Table(title="Roles and backends")
+    backends.add_column("role")
+    backends.add_column("backend")
+    backends.add_column("weights")
+    for role, table in BACKENDS.items():
+        for name, entry in table.items():
+            backends.add_row(role, name, "local weights" if entry.weights else "none")
+    console.print(backends)
+
+    sets = {name: resolve_specs(name) for name in PRESETS}
+    if config is not None:
+        sets[f"config {config.name}"] = resolve_specs("offline", load_config(config))
+    presets = Table(title="Presets")
+    presets.add_column("preset")
+    for role in ("depth", "completer", "animator", "captioner"):
+        presets.add_column(role)
+    weights: dict[str, str] = {}
+    for name, specs in sets.items():
+        cells = []
+        for spec in specs.values():
+            if spec is None:
+                cells.append("[dim]off[/]")
+                continue
+            model = spec.get("model")
+            cells.append(spec["name"] + (f"\n[dim]{model}[/]" if model else ""))
+            if model:
+                weights.setdefault(str(model), name)
+        presets.add_row(name, *cells)
+    console.print(presets)
+    console.print(
+        "[yellow]tiny[/]: random weights of the real architectures, built on first use: "
+        "every code path runs, the output is noise."
+    )
+
+    found = Table(title=f"Weights (local directories and the Hugging Face cache {hf_cache_dir()})")
+    found.add_column("model")
+    found.add_column("first used by")
+    found.add_column("found")
+    for model, first in weights.items():
+        path = find_weights(model)
+        status = f"[green]yes[/] {path}" if path else "[red]no[/]"
+        if path is None and model.startswith("tiny:"):
+            status = "[yellow]built on first use[/]"
+        found.add_row(model, first, status)
+    console.print(found)

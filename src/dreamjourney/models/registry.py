@@ -1,0 +1,322 @@
+"""Build every role's backend from a name and options; presets name a full set.
+
+A role spec is a dict `{"name": <backend>, **options}` (or a bare name). A config (a dict, or a
+JSON/TOML file read by `load_config`) may name a `preset` and override any role:
+
+```toml
+preset = "wan"
+dtype = "bfloat16"
+device = "cuda"
+
+[completer]
+model = "/models/Wan2.1-VACE-1.3B-diffusers"   # a local directory instead of the hub id
+cpu_offload = true
+
+[captioner]
+name = "openai"
+base_url = "http://127.0.0.1:11434/v1"
+model = "qwen2.5vl:7b"
+```
+
+An override with the preset's backend name (or none) updates its options; another name
+replaces the spec. `animator = "none"` switches stage II off. Nothing is loaded here: each
+backend loads its weights on first use (`Backends.check_weights()` finds them all up front).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamjourney.errors import InputError
+from dreamjourney.models.protocols import Animator, Captioner, Completer, DepthEstimator
+from dreamjourney.models.weights import TINY_PREFIX, MemoryOptions, parse_dtype
+
+ROLES = ("depth", "completer", "animator", "captioner")
+
+_Spec = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """How to build one backend.
+
+    target: `module:Class` under `dreamjourney.models`, imported only when built.
+    kind: `"diffusion"` (takes device + `MemoryOptions`), `"torch"` (takes device + dtype)
+        or `"plain"` (neither).
+    fixed: constructor arguments the name implies (e.g. the pipeline family).
+    weights: whether it reads local weights.
+    """
+
+    target: str
+    kind: str
+    fixed: tuple[tuple[str, Any], ...] = ()
+    weights: bool = True
+
+    def cls(self) -> Any:
+        import importlib
+
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(f"dreamjourney.models.{module}"), name)
+
+
+BACKENDS: dict[str, dict[str, BackendEntry]] = {
+    "depth": {
+        "depth-anything-v2": BackendEntry("depth:DepthAnythingDepth", "torch"),
+        "depth-pro": BackendEntry("depth:DepthProDepth", "torch"),
+        "heuristic": BackendEntry("depth:HeuristicDepth", "plain", weights=False),
+        "file": BackendEntry("depth:FileDepth", "plain", weights=False),
+    },
+    "completer": {
+        "vace": BackendEntry("vace:VaceCompleter", "diffusion"),
+        "guided": BackendEntry("guided:GuidedCompleter", "diffusion"),
+        "classical": BackendEntry("classical:ClassicalCompleter", "plain", weights=False),
+    },
+    "animator": {
+        name: BackendEntry("animation:I2VAnimator", "diffusion", (("family", name),))
+        for name in ("wan-i2v", "cogvideox-i2v", "ltx-i2v")
+    },
+    "captioner": {
+        "qwen2.5-vl": BackendEntry("captioning:QwenVLCaptioner", "torch"),
+        "openai": BackendEntry("captioning:OpenAICaptioner", "plain", weights=False),
+        "template": BackendEntry("captioning:TemplateCaptioner", "plain", weights=False),
+    },
+}
+"""role -> backend name -> how to build it."""
+
+_TINY_STEPS = {"num_inference_steps": 2}
+PRESETS: dict[str, dict[str, _Spec | None]] = {
+    "offline": {
+        "depth": {"name": "heuristic"},
+        "completer": {"name": "classical"},
+        "animator": None,
+        "captioner": {"name": "template"},
+    },
+    "tiny": {
+        "depth": {"name": "depth-anything-v2", "model": "tiny:depth-anything"},
+        "completer": {
+            "name": "vace",
+            "model": "tiny:wan-vace",
+            **_TINY_STEPS,
+            "guidance_scale": 1.0,
+        },
+        "animator": {
+            "name": "wan-i2v",
+            "model": "tiny:wan-i2v",
+            **_TINY_STEPS,
+            "guidance_scale": 1.0,
+        },
+        "captioner": {"name": "qwen2.5-vl", "model": "tiny:qwen2.5-vl", "max_new_tokens": 24},
+    },
+    "wan": {
+        "depth": {
+            "name": "depth-anything-v2",
+            "model": "depth-anything/Depth-Anything-V2-Large-hf",
+        },
+        "completer": {"name": "vace", "model": "Wan-AI/Wan2.1-VACE-1.3B-diffusers"},
+        "animator": {"name": "wan-i2v", "model": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"},
+        "captioner": {"name": "qwen2.5-vl", "model": "Qwen/Qwen2.5-VL-7B-Instruct"},
+    },
+    "wan-guided": {
+        "depth": {
+            "name": "depth-anything-v2",
+            "model": "depth-anything/Depth-Anything-V2-Large-hf",
+        },
+        "completer": {
+            "name": "guided",
+            "family": "wan-i2v",
+            "model": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+        },
+        "animator": {"name": "wan-i2v", "model": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"},
+        "captioner": {"name": "qwen2.5-vl", "model": "Qwen/Qwen2.5-VL-3B-Instruct"},
+    },
+    "cogvideox": {
+        "depth": {
+            "name": "depth-anything-v2",
+            "model": "depth-anything/Depth-Anything-V2-Large-hf",
+        },
+        "completer": {
+            "name": "guided",
+            "family": "cogvideox-i2v",
+            "model": "THUDM/CogVideoX-5b-I2V",
+        },
+        "animator": {"name": "cogvideox-i2v", "model": "THUDM/CogVideoX-5b-I2V"},
+        "captioner": {"name": "qwen2.5-vl", "model": "Qwen/Qwen2.5-VL-7B-Instruct"},
+    },
+}
+"""Named sets of role specs. `offline` needs no weights; `tiny` is random weights (noise)."""
+
+
+@dataclass
+class Backends:
+    """One backend per role, plus a JSON-able description for run manifests.
+
+    animator is None when stage II is off (the `offline` preset).
+    """
+
+    depth: DepthEstimator
+    completer: Completer
+    animator: Animator | None
+    captioner: Captioner
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_noise(self) -> bool:
+        """True when any backend runs random weights (the `tiny` preset): output is noise."""
+        return bool(self.info.get("is_noise"))
+
+    def check_weights(self) -> None:
+        """Raise `MissingWeightsError` now for the first backend whose weights are missing."""
+        for backend in (self.depth, self.completer, self.animator, self.captioner):
+            check = getattr(backend, "check_weights", None)
+            if check is not None:
+                check()
+
+
+def _spec(value: Any, role: str) -> _Spec:
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict):
+        return dict(value)
+    raise InputError(f"expected a backend name or a table of options, got {value!r}", field=role)
+
+
+def _build(role: str, spec: _Spec, device: Any, dtype: torch.dtype | None) -> Any:
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    table = BACKENDS[role]
+    if name not in table:
+        raise InputError(
+            f"unknown backend {name!r}; known: {', '.join(table)}", field=f"{role}.name"
+        )
+    entry = table[name]
+    cls = entry.cls()
+    fixed = dict(entry.fixed)
+    params = set(inspect.signature(cls).parameters) - set(fixed) - {"device", "memory"}
+    if entry.kind == "diffusion":
+        params |= set(MemoryOptions.__dataclass_fields__)
+    unknown = sorted(set(spec) - params)
+    if unknown:
+        raise InputError(
+            f"unknown option(s) {', '.join(unknown)} for backend {name!r}; known: {', '.join(sorted(params))}",
+            field=role,
+        )
+    if name == "file" and "path" not in spec:
+        raise InputError("the depth file backend needs a path", field="depth.path")
+    if name == "file":
+        rest = spec.get("rest", "heuristic")
+        spec["rest"] = (
+            None if rest in (None, "none") else _build("depth", _spec(rest, "depth"), device, dtype)
+        )
+    if entry.kind == "diffusion":
+        memory = MemoryOptions.from_options(spec)
+        if memory.dtype is None and dtype is not None:
+            memory.dtype = str(dtype).replace("torch.", "")
+        parse_dtype(memory.dtype, field=f"{role}.dtype")
+        return cls(**fixed, device=device, memory=memory, **spec)
+    if entry.kind == "torch":
+        spec.setdefault("dtype", dtype)
+        parse_dtype(spec["dtype"], field=f"{role}.dtype")
+        return cls(**fixed, device=device, **spec)
+    return cls(**fixed, **spec)
+
+
+def resolve_specs(
+    preset: str = "offline", config: dict[str, Any] | None = None
+) -> dict[str, _Spec | None]:
+    """The role specs of `preset` with `config`'s overrides applied (see the module docstring)."""
+    config = dict(config or {})
+    preset = config.pop("preset", preset)
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", field="preset")
+    specs: dict[str, _Spec | None] = {
+        r: (dict(s) if s is not None else None) for r, s in PRESETS[preset].items()
+    }
+    for key in ("device", "dtype"):
+        config.pop(key, None)
+    for role, value in config.items():
+        if role not in ROLES:
+            raise InputError(
+                f"unknown key {role!r}; expected preset, device, dtype or one of {', '.join(ROLES)}",
+                field=role,
+            )
+        if value in (None, "none", False):
+            if role != "animator":
+                raise InputError("only the animator can be switched off", field=role)
+            specs[role] = None
+            continue
+        override = _spec(value, role)
+        base = specs[role]
+        if base is None or override.get("name", base["name"]) != base["name"]:
+            specs[role] = override
+        else:
+            specs[role] = {**base, **override}
+    return specs
+
+
+def build_backends(
+    preset: str = "offline",
+    *,
+    config: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+) -> Backends:
+    """Backends for `preset` (a key of `PRESETS`), overridden by `config`.
+
+    `config` may also name `preset`, `device` and `dtype` (which win over the arguments).
+    Unknown preset, role, backend or option -> InputError. Nothing is loaded yet.
+    """
+    config = dict(config or {})
+    chosen = config.get("preset", preset)
+    device = config.get("device", device)
+    dtype = parse_dtype(config.get("dtype", dtype))
+    specs = resolve_specs(preset, config)
+    built: dict[str, Any] = {}
+    for role in ROLES:
+        spec = specs[role]
+        built[role] = None if spec is None else _build(role, spec, device, dtype)
+    models = [str(s.get("model", "")) for s in specs.values() if s]
+    info = {
+        "preset": chosen,
+        "device": str(device),
+        "dtype": None if dtype is None else str(dtype).replace("torch.", ""),
+        "roles": specs,
+        "is_noise": any(m.startswith(TINY_PREFIX) for m in models),
+    }
+    return Backends(
+        depth=built["depth"],
+        completer=built["completer"],
+        animator=built["animator"],
+        captioner=built["captioner"],
+        info=json.loads(json.dumps(info, default=str)),
+    )
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """A backend config from a `.json` or `.toml` file (InputError on unreadable content)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found", source=path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise InputError("TOML configs need Python 3.11+; use JSON", source=path) from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"invalid TOML: {exc}", source=path) from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON: {exc}", source=path) from None
+    if not isinstance(data, dict):
+        raise InputError("a config must be a table/object at the top level", source=path)
+    return data

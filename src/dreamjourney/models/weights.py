@@ -1,0 +1,201 @@
+"""Finding and loading weights, and the memory options every diffusion backend takes.
+
+A model is named by a Hugging Face hub id (`org/name`), a local directory, or `tiny:<name>`
+(a random-weight model built by `dreamjourney.models.tiny`). Nothing here downloads: a hub id
+must already be in the local Hugging Face cache. Anything missing is a `MissingWeightsError`
+that names the model, where we looked and how to provide it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamjourney.errors import InputError, MissingWeightsError
+
+TINY_PREFIX = "tiny:"
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def parse_dtype(value: str | torch.dtype | None, *, field: str = "dtype") -> torch.dtype | None:
+    """`"bfloat16"`, `"fp16"`, a `torch.dtype` or None -> `torch.dtype | None`."""
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    try:
+        return _DTYPES[str(value).lower()]
+    except KeyError:
+        raise InputError(
+            f"unknown dtype {value!r}; use one of {', '.join(sorted(_DTYPES))}", field=field
+        ) from None
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache this process would read."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # installed without the `models` extra
+        home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+        return Path(os.environ.get("HF_HUB_CACHE", str(Path(home) / "hub")))
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _looks_local(model: str) -> bool:
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1
+
+
+def find_weights(model: str) -> Path | None:
+    """The directory holding `model`'s files on this machine, or None if there is none.
+
+    Never builds or downloads anything: `tiny:` models count as found only once built.
+    """
+    if model.startswith(TINY_PREFIX):
+        from dreamjourney.models.tiny import tiny_dir
+
+        path = tiny_dir() / model[len(TINY_PREFIX) :]
+        return path if (path / ".complete").exists() else None
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if _looks_local(model):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # installed without the `models` extra: nothing can be loaded anyway
+        return None
+    try:
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not cached, or an id the hub client rejects
+        return None
+
+
+def _missing(model: str, role: str, detail: str = "") -> MissingWeightsError:
+    local = Path(model).expanduser()
+    if _looks_local(model) or local.exists():
+        msg = (
+            f"weights for the {role} model not found in the local directory {local}{detail}; "
+            "put the model's files there (on a machine with internet: `huggingface-cli download "
+            f"<hub id> --local-dir {local}`) or set [{role}] model to another directory or a hub id"
+        )
+    else:
+        msg = (
+            f"weights for the {role} model {model!r} not found: looked for a local directory {local} "
+            f"and in the Hugging Face cache {hf_cache_dir()}{detail}; download them on a machine with "
+            f"internet (`huggingface-cli download {model}`) and copy the cache to {hf_cache_dir()}, or "
+            f'set a local directory in a config (`[{role}] model = "/path/to/{model.rsplit("/", 1)[-1]}"`)'
+        )
+    return MissingWeightsError(msg, field=role)
+
+
+def resolve_weights(model: str, *, role: str) -> Path:
+    """The local directory of `model` (building a `tiny:` model on first use).
+
+    Raises `MissingWeightsError` naming the model, the places searched and how to get it.
+    """
+    if model.startswith(TINY_PREFIX):
+        from dreamjourney.models.tiny import BUILDERS, ensure_tiny
+
+        name = model[len(TINY_PREFIX) :]
+        if name not in BUILDERS:
+            raise InputError(
+                f"unknown tiny model {name!r}; known: {', '.join(sorted(BUILDERS))}", field=role
+            )
+        return ensure_tiny(name)
+    found = find_weights(model)
+    if found is None:
+        raise _missing(model, role)
+    return found
+
+
+def load_pretrained(cls: Any, model: str, *, role: str, **kwargs: Any) -> Any:
+    """`cls.from_pretrained(local_dir, **kwargs)` for `model`, with missing files as a clear error."""
+    path = resolve_weights(model, role=role)
+    try:
+        return cls.from_pretrained(str(path), **kwargs)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if (
+            model.startswith(TINY_PREFIX)
+            or _looks_local(model)
+            or Path(model).expanduser().exists()
+        ):
+            raise _missing(str(path), role, f" (loading failed: {first})") from exc
+        raise _missing(model, role, f" (the cached copy {path} is incomplete: {first})") from exc
+
+
+@dataclass
+class MemoryOptions:
+    """How a diffusion pipeline is placed in memory.
+
+    dtype: weights' dtype (e.g. bfloat16 halves memory; default float32 on CPU).
+    cpu_offload: keep each model on the CPU until it runs (`enable_model_cpu_offload`).
+    sequential_offload: offload submodule by submodule (slowest, smallest footprint).
+    vae_tiling / vae_slicing: decode in spatial tiles / one video at a time.
+    """
+
+    dtype: str | None = None
+    cpu_offload: bool = False
+    sequential_offload: bool = False
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> MemoryOptions:
+        """Pop the memory keys out of a backend's option dict."""
+        keys = ("dtype", "cpu_offload", "sequential_offload", "vae_tiling", "vae_slicing")
+        return cls(**{k: options.pop(k) for k in keys if k in options})
+
+    @property
+    def torch_dtype(self) -> torch.dtype | None:
+        return parse_dtype(self.dtype)
+
+    def apply(self, pipe: Any, device: str | torch.device) -> Any:
+        """Move `pipe` to `device` or set up offloading, and switch on VAE tiling/slicing."""
+        device = torch.device(device)
+        if self.cpu_offload or self.sequential_offload:
+            if device.type == "cpu":
+                raise InputError(
+                    "CPU offload needs an accelerator device (e.g. device='cuda'), not 'cpu'",
+                    field="cpu_offload" if self.cpu_offload else "sequential_offload",
+                )
+            if self.sequential_offload:
+                pipe.enable_sequential_cpu_offload(device=device)
+            else:
+                pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+        vae = getattr(pipe, "vae", None)
+        if self.vae_tiling and vae is not None:
+            vae.enable_tiling()
+        if self.vae_slicing and vae is not None:
+            vae.enable_slicing()
+        return pipe
+
+
+def load_pipeline(
+    cls: Any,
+    model: str,
+    *,
+    role: str,
+    device: str | torch.device,
+    memory: MemoryOptions,
+    **kwargs: Any,
+) -> Any:
+    """Load a diffusers pipeline for `role` and place it according to `memory`."""
+    dtype = memory.torch_dtype
+    if dtype is not None:
+        kwargs["torch_dtype"] = dtype
+    pipe = load_pretrained(cls, model, role=role, **kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return memory.apply(pipe, device)
