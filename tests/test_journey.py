@@ -16,17 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-import journey_standins
-
-journey_standins.install()
-
-from dreamjourney.camera.formats import load_cameras, save_cameras  # noqa: E402
-from dreamjourney.camera.trajectories import make_trajectory  # noqa: E402
-from dreamjourney.cli import main  # noqa: E402
-from dreamjourney.errors import InputError  # noqa: E402
-from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord  # noqa: E402
-from dreamjourney.io.video import read_video  # noqa: E402
-from dreamjourney.pipelines.journey import (  # noqa: E402
+from dreamjourney.camera.formats import load_cameras, save_cameras
+from dreamjourney.camera.trajectories import make_trajectory
+from dreamjourney.cli import main
+from dreamjourney.errors import InputError
+from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord
+from dreamjourney.io.video import read_video
+from dreamjourney.pipelines.journey import (
     JourneyConfig,
     JourneyPipeline,
     default_size,
@@ -58,11 +54,11 @@ def photo(path: Path, mode: str = "RGB", size: tuple[int, int] = (W, H)) -> Path
 
 
 def cli_env() -> dict:
-    return {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'tests'}"}
+    return {**os.environ, "PYTHONPATH": str(REPO / "src")}
 
 
 def cli_command(*args: str) -> list[str]:
-    return [sys.executable, str(REPO / "tests" / "journey_standins.py"), "journey", *args]
+    return [sys.executable, "-m", "dreamjourney", "journey", *args]
 
 
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -99,20 +95,23 @@ def small_config(**overrides) -> JourneyConfig:
 
 
 # ----------------------------------------------------------------------------- end to end
-@pytest.mark.parametrize("preset", ["offline", "tiny"])
-def test_end_to_end_outputs_agree(tmp_path, preset):
+@pytest.mark.parametrize(("preset", "frames"), [("offline", 3), ("tiny", 5)])
+def test_end_to_end_outputs_agree(tmp_path, preset, frames):
     image = photo(tmp_path / "photo.png")
     pipe = JourneyPipeline.from_preset(preset)
-    config = small_config(trajectory="arc-left")  # sideways: every segment reveals new ground
-    result = pipe(image, tmp_path / "run", config=config, num_segments=3, seed=3)
+    # sideways: every segment reveals new ground; Wan models take 4k+1 frames
+    config = small_config(trajectory="pan-right", frames_per_segment=frames)
+    result = pipe(image, tmp_path / "run", config=config, num_segments=2, seed=3)
     run = result.run
     manifest = json.loads(run.manifest_path.read_text())
-    assert [s["status"] for s in manifest["segments"]] == ["done"] * 3
+    assert [s["status"] for s in manifest["segments"]] == ["done"] * 2
+    motion = config.motion_frames if pipe.backends.animator is not None else 0
+    assert preset == "offline" or motion  # tiny exercises stage II
 
     frames, fps = read_video(run.video_path)
     cameras = load_cameras(run.cameras_path)
-    per_segment = config.frames_per_segment + config.motion_frames
-    assert frames.shape[0] == len(cameras) == result.num_frames == 3 * per_segment
+    per_segment = config.frames_per_segment + motion
+    assert frames.shape[0] == len(cameras) == result.num_frames == 2 * per_segment
     assert fps == pytest.approx(config.fps)
     # one clock: output frame n at (n + 1) / fps
     assert torch.allclose(cameras.times, (torch.arange(len(cameras)) + 1) / config.fps)
@@ -141,7 +140,7 @@ def test_end_to_end_outputs_agree(tmp_path, preset):
         assert torch.equal(still, expected.c2w[-1:].expand_as(still))
 
     # every output frame is hole-free: hole pixels of the renders are filled, not background
-    for k in range(3):
+    for k in range(2):
         folder = run.segment_dir(k)
         masks, _ = read_video(folder / "mask.mp4")
         done, _ = read_video(folder / "completed.mp4")
@@ -149,32 +148,36 @@ def test_end_to_end_outputs_agree(tmp_path, preset):
         assert holes.any()
         black = (done.amax(1) < 0.03) & holes
         assert black.sum() <= 0.01 * holes.sum()
-        assert (folder / "animated.mp4").is_file()
+        assert (folder / "animated.mp4").is_file() == bool(motion)
         assert (folder / "prompt.txt").read_text().startswith("completion: ")
 
     points = [s["world_points"] for s in manifest["segments"]]
     assert all(s["points_added"] > 0 for s in manifest["segments"])
     assert points == sorted(points) and points[-1] > points[0]
     assert run.ply_path.is_file() and run.contact_sheet_path.is_file()
-    sheet = Image.open(run.contact_sheet_path)
-    assert sheet.width > 4 * W and sheet.height > 3 * H
+    sheet = Image.open(run.contact_sheet_path)  # up to 12 frames, 4 a row, 4 px gaps
+    rows = -(-min(12, len(cameras)) // 4)
+    assert sheet.size == (4 * W + 5 * 4, rows * H + (rows + 1) * 4)
+    assert run.trajectory_plot_path.is_file()
 
 
 def test_trajectory_file_is_cut_into_segments(tmp_path):
     image = photo(tmp_path / "photo.png")
-    c2w = torch.eye(4).repeat(11, 1, 1)
-    c2w[:, 0, 3] = torch.linspace(0, 0.3, 11)  # a sideways dolly
+    c2w = torch.eye(4).repeat(7, 1, 1)
+    c2w[:, 0, 3] = torch.linspace(0, 0.3, 7)  # a sideways dolly
     from dreamjourney.camera import Cameras
 
     path_cams = Cameras.create(c2w, width=W, height=H, fov_deg=55.0)
     save_cameras(path_cams, tmp_path / "path.json", format="native")
     pipe = JourneyPipeline.from_preset("offline")
-    config = small_config(trajectory=str(tmp_path / "path.json"), motion=False)
+    config = small_config(
+        trajectory=str(tmp_path / "path.json"), frames_per_segment=3, motion=False
+    )
     result = pipe(image, tmp_path / "run", config=config)
     cameras = load_cameras(result.run.cameras_path)
     assert (
-        len(cameras) == 10 == result.num_frames
-    )  # 2 segments of 5; the file's frame 0 is the photo
+        len(cameras) == 6 == result.num_frames
+    )  # 2 segments of 3; the file's frame 0 is the photo
     assert torch.allclose(cameras.c2w, c2w[1:])
     assert torch.allclose(cameras.K, path_cams.K[1:])
     assert not (result.run.segment_dir(0) / "animated.mp4").exists()
@@ -185,7 +188,7 @@ def test_trajectory_file_is_cut_into_segments(tmp_path):
 def test_finished_run_is_reported_complete_and_extends(tmp_path):
     image = photo(tmp_path / "photo.png")
     pipe = JourneyPipeline.from_preset("offline")
-    config = small_config(motion=False)
+    config = small_config(frames_per_segment=2, motion=False)
     first = pipe(image, tmp_path / "run", config=config, num_segments=1)
     before = tree_hashes(first.run.root / "segments")
     again = pipe(image, tmp_path / "run", config=config)
@@ -335,7 +338,7 @@ def test_cli_subprocess_error_has_no_traceback(tmp_path):
 
 def test_sigkill_mid_segment_then_resume_gives_the_same_frames(tmp_path, monkeypatch, capsys):
     image = photo(tmp_path / "photo.png")
-    args = ["--frames", "5", "--motion-frames", "3", "--segments", "3", "--seed", "9", "-q"]
+    args = ["--frames", "3", "--segments", "3", "--seed", "9", "-q"]
     args += ["--trajectory", "pan-right"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -366,7 +369,7 @@ def test_sigkill_mid_segment_then_resume_gives_the_same_frames(tmp_path, monkeyp
     assert tree_hashes(killed / "segments" / "0000") == finished
     a, _ = read_video(killed / "video.mp4")
     b, _ = read_video(whole / "video.mp4")
-    assert a.shape == b.shape == (24, 3, H, W)
+    assert a.shape == b.shape == (9, 3, H, W)
     assert torch.equal(a, b)
     assert (killed / "cameras.json").read_bytes() == (whole / "cameras.json").read_bytes()
     assert sorted(p.name for p in (killed / "state").iterdir()) == ["world_0003.npz"]

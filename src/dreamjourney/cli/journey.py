@@ -106,7 +106,8 @@ def journey(
     width, height = parse_size(size) if size else default_size(photo.shape[2], photo.shape[1])
     backend_config = load_config(config) if config is not None else None
     pipe = JourneyPipeline.from_preset(preset, config=backend_config, device=device)
-    if getattr(pipe.backends, "is_noise", False):
+    pipe.backends.check_weights()  # a missing model is an error now, not after segment 3
+    if pipe.backends.is_noise:
         err_console.print(
             "[bold yellow on red] WARNING [/] preset 'tiny' uses RANDOM-WEIGHT models: "
             "its frames are NOISE. It only exercises the code paths.",
