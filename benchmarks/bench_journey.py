@@ -81,11 +81,11 @@ def run_variant(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segments", type=int, default=50)
-    parser.add_argument("--size", default="192x144")
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", default="128x96")
+    parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--motion-frames", type=int, default=4)
-    parser.add_argument("--trajectory", default="forward")
-    parser.add_argument("--max-points", type=int, default=150_000, help="the bounded budget")
+    parser.add_argument("--trajectory", default="pan-right")
+    parser.add_argument("--max-points", type=int, default=40_000, help="the bounded budget")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

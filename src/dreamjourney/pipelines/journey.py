@@ -343,7 +343,7 @@ class JourneyPipeline:
         times = (first_frame + 1 + torch.arange(len(cameras))) / config.fps
         cameras = cameras.with_times(times)
         world = World.load(run.world_state_path(index))
-        points_before = len(world)
+        added = 0
         prompt_in = config.prompt or (previous.prompt if previous else manifest.input_prompt) or ""
         folder = run.segment_dir(index)
 
@@ -383,7 +383,7 @@ class JourneyPipeline:
                 depth = lifted["depth"]
             else:
                 depth = self._aligned_depth(frame, rendered.depth[i], rendered.mask[i])
-            world.add_frame(frame, depth, cameras[i], time=float(times[i]), new_only=True)
+            added += world.add_frame(frame, depth, cameras[i], time=float(times[i]), new_only=True)
         t_stage1 = time.perf_counter() - t_start
 
         # ---- stage II: caption, animate, fold back
@@ -415,7 +415,7 @@ class JourneyPipeline:
                 t2,
             )
             frame_cameras = Cameras.cat([cameras, still_cameras])
-            self._fold_back(world, view, animated[-1], still_cameras[-1])
+            added += self._fold_back(world, view, animated[-1], still_cameras[-1])
         else:
             (folder / "animated.mp4").unlink(missing_ok=True)
         atomic_write_text(
@@ -429,7 +429,7 @@ class JourneyPipeline:
             stage1_frames=len(cameras),
             stage2_frames=stage2,
             prompt=prompt_out,
-            points_added=len(world) - points_before,
+            points_added=added,
             world_points=len(world),
             seconds={
                 "stage1": round(t_stage1, 3),
@@ -484,15 +484,16 @@ class JourneyPipeline:
             return pred * scale
         return align_depth(pred, target, known).aligned
 
-    def _fold_back(self, world: World, before: Tensor, after: Tensor, camera: Cameras) -> None:
-        """Replace the part of the view that moved during stage II with its last animated state."""
+    def _fold_back(self, world: World, before: Tensor, after: Tensor, camera: Cameras) -> int:
+        """Replace the part of the view that moved during stage II with its last animated state;
+        returns the number of points added."""
         moved = (after - before).abs().amax(0) > MOTION_THRESHOLD
         moved = F.max_pool2d(moved[None, None].float(), 5, stride=1, padding=2)[0, 0] > 0
         if not moved.any():
-            return
+            return 0
         target = world.render(camera)
         depth = self._aligned_depth(after, target.depth[0], target.mask[0] & ~moved)
-        world.add_frame(
+        return world.add_frame(
             after, depth, camera, time=float(camera.times[0]), new_only=True, dynamic_mask=moved
         )
 
