@@ -72,6 +72,7 @@ def run_variant(args: argparse.Namespace) -> None:
                 "frame_s": sum(seg_seconds) / result.num_frames,
                 "outside_models": 1 - model_seconds / sum(seg_seconds),
                 "world_points": records[-1].world_points,
+                "frames": result.num_frames,
                 "peak_rss_mib": checkpoints,
             }
         )
@@ -101,8 +102,8 @@ def main() -> None:
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     print(
-        f"journey, offline preset, {args.size}, {args.segments} segments of "
-        f"{args.frames} + {args.motion_frames} frames, trajectory {args.trajectory!r}"
+        f"journey, offline preset, {args.size}, {args.segments} segments, "
+        f"{rows[0]['frames']} output frames, trajectory {args.trajectory!r}"
     )
     header = f"{'world budget':>14} {'s/segment':>10} {'s/frame':>8} {'outside models':>15} {'points':>9}"
     header += "".join(f" {'RSS@' + str(n):>9}" for n in CHECKPOINTS if n <= args.segments)
