@@ -83,7 +83,7 @@ def journey(
     no_motion: bool = typer.Option(False, "--no-motion", help="Skip stage II (animation)."),
     motion_frames: int = typer.Option(8, "--motion-frames", help="Animated frames per segment."),
     size: str | None = typer.Option(
-        None, "--size", help="Frame size WxH (default: the photo's, at most 512 wide)."
+        None, "--size", help="Frame size WxH (default: the photo's, at most 512 on its long side)."
     ),
     fov: float = typer.Option(
         60.0, "--fov", help="Horizontal field of view of the photo, degrees."
