@@ -1,11 +1,16 @@
 """Rendering speed: 1M points into 512x512 and 720x480, against a NumPy `np.minimum.at` z-buffer.
 
-Not a test. Run: `PYTHONPATH=src python benchmarks/bench_render.py`. Prints one table; the
-figures for this machine are in benchmarks/README.md.
+Not a test. Run: `PYTHONPATH=src python benchmarks/bench_render.py [--threads N]`. Prints one
+table; the figures for this machine are in benchmarks/README.md.
+
+Each timing is the median over REPEATS runs, the two renderers taking turns, of both wall time
+and this process's CPU time (user + system). On a shared machine the wall time swings with the
+load of other processes; the CPU time is the work done, and with one thread the steadier figure.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -21,19 +26,23 @@ from dreamjourney.scene import World, rasterize, unproject
 REPEATS = 7
 
 
-def timed(fn: Callable[[], object], repeats: int = REPEATS) -> float:
-    """Median wall time of `fn` in milliseconds (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed(*fns: Callable[[], object], repeats: int = REPEATS) -> list[tuple[float, float]]:
+    """(wall ms, CPU ms) medians of each of `fns`, after one warm-up call each."""
+    for fn in fns:
         fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    walls: list[list[float]] = [[] for _ in fns]
+    cpus: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, wall, cpu in zip(fns, walls, cpus, strict=True):
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall.append((time.perf_counter() - w0) * 1e3)
+            cpu.append((time.process_time() - c0) * 1e3)
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(walls, cpus, strict=True)]
 
 
 def synthetic_frame(size: int) -> tuple[torch.Tensor, torch.Tensor, Cameras]:
-    """A size x size photo of a wavy surface 2-4 units away, and its z-depth."""
+    """A size x size photo of a wavy surface 2.5-4 units away, and its z-depth."""
     cam = Cameras.create(torch.eye(4), width=size, height=size, fov_deg=60.0)
     v, u = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
     depth = 3.0 + 0.5 * torch.sin(7 * u) * torch.cos(5 * v) + 0.5 * v
@@ -68,55 +77,75 @@ def numpy_zbuffer(
     return image, zbuf
 
 
+VIEWS = {
+    # a step sideways and back: splats stay about a pixel wide
+    "side": ((0.3, -0.2, -0.3), (0.0, 0.0, 3.0)),
+    # a step forward: the surface comes nearer and most splats cover 2-4 pixels
+    "forward": ((0.3, -0.2, 0.2), (0.0, 0.0, 3.0)),
+}
+
+
 def main() -> None:
-    torch.manual_seed(0)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    threads = parser.parse_args().threads
+    if threads is not None:
+        torch.set_num_threads(threads)
     image, depth, cam = synthetic_frame(1000)
     cloud = unproject(image, depth, cam)
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}"
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"numpy {np.__version__}; {len(cloud):,} points (a 1000x1000 frame)"
     )
-    print(f"points: {len(cloud):,}")
+    print(
+        "view          size     rasterize wall / CPU ms   numpy wall / CPU ms   speed-up (CPU)  holes: ours / numpy"
+    )
     pts, cols = np.ascontiguousarray(cloud.points.numpy().T), cloud.colors.numpy()
-    for width, height in [(512, 512), (720, 480)]:
-        view = Cameras.create(
-            look_at(torch.tensor([0.3, -0.2, 0.2]), torch.tensor([0.0, 0.0, 3.0])),
-            width=width,
-            height=height,
-            fov_deg=60.0,
-        )
-        K, w2c = view.K[0].numpy(), view.w2c[0].numpy()
-        base = timed(lambda: numpy_zbuffer(pts, cols, K, w2c, width, height))  # noqa: B023
-        ours = timed(lambda: rasterize(cloud, view))  # noqa: B023
-        holes = 1 - rasterize(cloud, view).mask.float().mean().item()
-        print(
-            f"{width}x{height}: rasterize {ours:6.1f} ms/frame, numpy minimum.at {base:6.1f} "
-            f"ms/frame, speed-up {base / ours:4.2f}x, holes {100 * holes:.2f}%"
-        )
+    for name, (eye, target) in VIEWS.items():
+        for width, height in [(512, 512), (720, 480)]:
+            view = Cameras.create(
+                look_at(torch.tensor(eye), torch.tensor(target)),
+                width=width,
+                height=height,
+                fov_deg=60.0,
+            )
+            K, w2c = view.K[0].numpy(), view.w2c[0].numpy()
+            (ours_w, ours_c), (base_w, base_c) = timed(
+                lambda: rasterize(cloud, view),  # noqa: B023
+                lambda: numpy_zbuffer(pts, cols, K, w2c, width, height),  # noqa: B023
+            )
+            holes = 1 - rasterize(cloud, view).mask.float().mean().item()
+            base_holes = np.isinf(numpy_zbuffer(pts, cols, K, w2c, width, height)[1]).mean()
+            print(
+                f"{name:8s} {width:4d}x{height:<4d}   {ours_w:8.1f} / {ours_c:6.1f}"
+                f"            {base_w:8.1f} / {base_c:6.1f}      {base_w / ours_w:4.2f}x "
+                f"({base_c / ours_c:4.2f}x)   {100 * holes:5.2f}% / {100 * base_holes:5.2f}%"
+            )
 
-    world_image, world_depth, world_cam = synthetic_frame(512)
-    n_points = 512 * 512
+    frame_image, frame_depth, frame_cam = synthetic_frame(512)
+    pixels = 512 * 512
 
     def fuse_into_empty() -> None:
-        World().add_frame(world_image, world_depth, world_cam)
+        World().add_frame(frame_image, frame_depth, frame_cam)
 
-    ms = timed(fuse_into_empty, repeats=3)
+    ((wall, cpu),) = timed(fuse_into_empty, repeats=3)
     print(
-        f"unproject+fuse (empty world, {n_points:,} px): {n_points / ms * 1e3 / 1e6:.2f} M points/s"
+        f"unproject+fuse, {pixels:,} px into an empty world: {pixels / wall / 1e3:.2f} M points/s "
+        f"wall ({pixels / cpu / 1e3:.2f} M/s CPU)"
     )
-
     world = World()
-    world.add_frame(world_image, world_depth, world_cam)
+    world.add_frame(frame_image, frame_depth, frame_cam)
     moved = Cameras.create(
         look_at(torch.tensor([0.4, 0.0, 0.0]), torch.tensor([0.4, 0.0, 3.0])),
         width=512,
         height=512,
         fov_deg=60.0,
     )
-    ms = timed(lambda: world.add_frame(world_image, world_depth, moved, new_only=True), repeats=3)
+    ((wall, cpu),) = timed(lambda: world.add_frame(frame_image, frame_depth, moved), repeats=3)
     print(
-        f"render+unproject+fuse of a new view into a {len(world):,}-point world: {ms:.1f} ms "
-        f"({n_points / ms * 1e3 / 1e6:.2f} M px/s)"
+        f"render + unproject + fuse of a moved {pixels:,} px view into a {len(world):,}-point "
+        f"world: {wall:.1f} ms wall ({cpu:.1f} ms CPU), {pixels / wall / 1e3:.2f} M px/s"
     )
 
 

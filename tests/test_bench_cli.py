@@ -210,5 +210,5 @@ def test_eval_consistency_cli_on_a_synthetic_camera(scenes, tmp_path, run):
 
 def test_bad_cli_values_exit_2(tmp_path, run):
     code, _, err = run("data", "synth", "--out", tmp_path / "x", "--size", "12by4")
-    assert code == 2 and "--size: must be WxH" in err
+    assert code == 2 and "--size: expected WIDTHxHEIGHT" in err
     assert not (tmp_path / "x").exists()

@@ -231,12 +231,10 @@ def test_bad_stream_files_name_file(scene, tmp_path):
     save_scene(scene, root)
     cam = scene.camera_names[1]
     np.save(root / cam / "depth.npy", np.ones((2, 32, 40), np.float32))
-    with pytest.raises(
-        InputError, match=rf"{cam}/depth\.npy \[shape\]: depth has shape \(2, 32, 40\)"
-    ):
+    with pytest.raises(InputError, match=rf"{cam}/depth\.npy: depth has shape \(2, 32, 40\)"):
         load_scene(root)
     np.save(root / cam / "depth.npy", -np.ones((3, 32, 40), np.float32))
-    with pytest.raises(InputError, match=r"depth\.npy \[values\]: depth must be finite and >= 0"):
+    with pytest.raises(InputError, match=r"depth\.npy: depth has \d+ negative values"):
         load_scene(root)
     np.save(root / cam / "depth.npy", np.ones((3, 32, 40), np.float32))
     frame = root / cam / "rgb" / "00001.png"

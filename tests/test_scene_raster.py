@@ -35,10 +35,15 @@ def test_unproject_lands_on_the_traced_surfaces(source):
     origins, dirs = cam.rays()
     _, hits, _ = trace(origins.reshape(-1, 3), dirs.reshape(-1, 3))
     assert torch.allclose(cloud.points, hits, atol=1e-4)
-    # footprint of a fronto-parallel-ish pixel: about 0.7 pixel spacings, z / f each
-    z = cloud.points[:, 2]
-    ratio = cloud.radii / (z / cam.fx[0])
-    assert ratio.min() >= 0.5 and ratio.median() == pytest.approx(0.72, abs=0.05)
+    # footprint half-axes are half-steps to the neighbouring pixels: in the source view they
+    # span half a pixel along x and along y, whatever the slant of the surface
+    uv0, _ = cam.project(cloud.points)
+    for k in range(2):
+        uv1, _ = cam.project(cloud.points + cloud.axes[:, k])
+        step = (uv1 - uv0)[0]
+        assert step[:, k].min() > 0.5 - 1e-3 and step[:, k].max() < 0.56
+        assert step[:, 1 - k].abs().max() < 1e-3
+    assert torch.allclose(cloud.radii, cloud.axes.norm(dim=-1).amax(-1))
 
 
 def test_source_view_reproduces_the_image(source):
@@ -164,3 +169,42 @@ def test_unproject_skips_masked_and_invalid_pixels():
     assert (cloud.times == 1.5).all()
     ray = unproject(torch.rand(3, 4, 4), torch.full((4, 4), 2.0), cam, depth_kind="ray")
     assert torch.allclose(ray.points.norm(dim=-1), torch.full((16,), 2.0))
+
+
+def test_grazing_ground_plane_stays_closed_when_approached():
+    """Rows of a ground plane seen at a grazing angle are far apart in the world; footprints
+    follow that spacing, so walking forward leaves no stripes of holes."""
+    height, step = 0.1, 1.0  # camera height above the ground, then a walk forward
+
+    def ground_hits(cam):
+        _, dirs = cam.rays()
+        dirs = dirs.reshape(-1, 3)
+        t = torch.where(dirs[:, 1] > 1e-6, height / dirs[:, 1], torch.inf)  # y is down
+        return t, dirs * torch.where(t.isfinite(), t, 0.0)[:, None]
+
+    cam = camera()
+    t, hits = ground_hits(cam)
+    depth = torch.where(t < 200, hits[:, 2], 0.0).reshape(SIZE, SIZE)
+    cloud = unproject(torch.rand(3, SIZE, SIZE), depth, cam)
+    c2w = torch.eye(4)
+    c2w[2, 3] = step
+    moved = camera(c2w)
+    out = rasterize(cloud, moved)
+    t, hits = ground_hits(moved)
+    z_source = hits[:, 2] + step
+    bottom = 1.02 * height / math.tan(math.radians(30))  # the nearest ground the source saw
+    seen = (t.isfinite() & (z_source < 200) & (z_source > bottom)).reshape(SIZE, SIZE)
+    assert seen.sum() > 1000
+    assert (~out.mask[0] & seen).sum() < 0.01 * seen.sum()
+
+
+def test_cloud_cat_and_indexing_keep_footprint_axes_only_when_all_have_them(source):
+    _, _, _, cloud = source
+    half = cloud[torch.arange(len(cloud)) % 2 == 0]
+    assert half.axes is not None and len(half.axes) == len(half)
+    both = PointCloud.cat([PointCloud.empty(), half, cloud[:10]])
+    assert both.axes is not None and torch.equal(both.axes[: len(half)], half.axes)
+    plain = PointCloud(cloud.points[:5], cloud.colors[:5], cloud.radii[:5], cloud.times[:5])
+    assert PointCloud.cat([cloud, plain]).axes is None
+    with pytest.raises(ValueError):
+        PointCloud(cloud.points, cloud.colors, cloud.radii, cloud.times, cloud.axes[:-1])

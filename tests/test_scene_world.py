@@ -122,7 +122,7 @@ def test_save_load_round_trip(tmp_path):
     world.save(tmp_path / "world.npz")
     loaded = World.load(tmp_path / "world.npz")
     assert (loaded.max_points, loaded.voxel_size, loaded.age_horizon) == (10_000, 0.01, 3.0)
-    for name in ("points", "colors", "radii", "times"):
+    for name in ("points", "colors", "radii", "times", "axes"):
         assert torch.equal(getattr(loaded.cloud, name), getattr(world.cloud, name))
     assert torch.equal(loaded.render(cam).image, world.render(cam).image)
     assert World.load(tmp_path / "world.npz").voxel_size == 0.01

@@ -102,9 +102,11 @@ def test_forward_warp_of_rgbd_lands_on_the_target_surfaces(scene):
     image, depth, mask = forward_warp(a.frames[1], a.depth[1], a.cameras[1], b.cameras[1])
     assert 0.05 < mask.float().mean() < 0.9 and bool((image[:, ~mask] == 0).all())
     # the nearest splatted point agrees with the target's own depth (z-buffer picks the surface);
-    # the rest is mostly object sides that the input never saw, where the warp shows what is behind
+    # the rest is mostly object sides that the input never saw, where the warp shows what is
+    # behind. Silhouettes seen at a grazing angle must not smear (this failed at 0.87 when
+    # their footprints reached back to the background).
     rel = ((depth - b.depth[1]).abs() / b.depth[1])[mask]
-    assert (rel < 0.05).float().mean() > 0.85
+    assert (rel < 0.05).float().mean() > 0.93
 
 
 def test_objects_move_and_static_cameras_stay(scene):

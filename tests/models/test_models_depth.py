@@ -116,9 +116,9 @@ def test_file_depth_npz_and_bad_files(tmp_path):
     (tmp_path / "text.npy").write_text("not numpy")
     cases = {
         "other.npz": "no 'depth' array",
-        "neg.npy": ">= 0",
-        "cube.npy": "2-D",
-        "text.npy": "not a NumPy",
+        "neg.npy": "negative values",
+        "cube.npy": r"expected \(H, W\)",
+        "text.npy": "cannot read depth",
         "missing.npy": "not found",
     }
     for name, message in cases.items():

@@ -41,6 +41,7 @@ def _root(
 
 
 from dreamjourney.cli import data, eval  # noqa: E402
+from dreamjourney.cli.anyview import anyview  # noqa: E402
 from dreamjourney.cli.models import models  # noqa: E402
 from dreamjourney.cli.render import render  # noqa: E402
 from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
@@ -48,6 +49,7 @@ from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
 app.add_typer(trajectory_app, name="trajectory")
 app.command("render")(render)
 app.command("models")(models)
+app.command("anyview")(anyview)
 app.add_typer(data.app, name="data")
 app.add_typer(eval.app, name="eval")
 from dreamjourney.cli.journey import journey  # noqa: E402

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import typer
 from rich.progress import Progress
 
 from dreamjourney.cli.console import console, err_console
+from dreamjourney.cli.options import parse_size
 from dreamjourney.errors import InputError
 
 app = typer.Typer(help="4D scenes with ground truth: generate and convert.", no_args_is_help=True)
 
 LAYOUT_HELP = "native (scene.json + per-camera folders) or anyview (AnyView's unified layout)."
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (W, H)."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if match is None or int(match[1]) < 8 or int(match[2]) < 8:
-        raise InputError(f"must be WxH with both sides >= 8, got {text!r}", field="--size")
-    return int(match[1]), int(match[2])
 
 
 def _positive(value: int, name: str) -> int:

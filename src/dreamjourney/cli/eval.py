@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 import typer
 from rich.progress import Progress
 from rich.table import Table
@@ -14,9 +13,9 @@ from typer._click.core import Context
 from typer.core import TyperGroup
 
 from dreamjourney.cli.console import console, err_console
+from dreamjourney.cli.options import parse_key_values
 from dreamjourney.errors import InputError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from dreamjourney.io.clips import load_clip
 
 
 class _CompareByDefault(TyperGroup):
@@ -36,29 +35,9 @@ app = typer.Typer(
 )
 
 
-def load_clip(path: Path, *, role: str) -> Tensor:
-    """A video file or a folder of images (sorted by name) -> (T, 3, H, W)."""
-    from dreamjourney.io.images import load_image
-    from dreamjourney.io.video import read_video
-
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise InputError("folder holds no images", source=path, field=role)
-        frames = [load_image(p, min_size=1) for p in files]
-        if len({f.shape for f in frames}) != 1:
-            raise InputError("images differ in size", source=path, field=role)
-        return torch.stack(frames)
-    if not path.exists():
-        raise InputError("no such file or folder", source=path, field=role)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return load_image(path, min_size=1)[None]
-    return read_video(path)[0]
-
-
 def load_mask(path: Path, frames: int, height: int, width: int) -> Tensor:
     """A mask image (all frames), a folder of them or a video -> (T, H, W) bool (> 0.5 = True)."""
-    mask = load_clip(path, role="--mask").mean(dim=1) > 0.5
+    mask = load_clip(path, field="--mask")[0].mean(dim=1) > 0.5
     if tuple(mask.shape[-2:]) != (height, width):
         raise InputError(
             f"mask is {mask.shape[-1]}x{mask.shape[-2]}, frames are {width}x{height}",
@@ -70,17 +49,6 @@ def load_mask(path: Path, frames: int, height: int, width: int) -> Tensor:
             f"{mask.shape[0]} mask frames for {frames} frames", source=path, field="--mask"
         )
     return mask.expand(frames, height, width)
-
-
-def parse_option(text: str) -> tuple[str, object]:
-    """'KEY=VALUE' -> (KEY, VALUE as JSON, or the plain string when it is not JSON)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.isidentifier():
-        raise InputError(f"must be KEY=VALUE with KEY a name, got {text!r}", field="--option")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
 
 
 @app.command()
@@ -101,7 +69,7 @@ def compare(
     from dreamjourney.io.atomic import atomic_write_text
 
     lpips = LPIPS.from_file(lpips_weights) if lpips_weights is not None else None
-    p, g = load_clip(pred, role="PRED"), load_clip(gt, role="GT")
+    p, g = load_clip(pred, field="PRED")[0], load_clip(gt, field="GT")[0]
     if p.shape[0] != g.shape[0]:
         raise InputError(f"{p.shape[0]} frames, but GT has {g.shape[0]}", source=pred)
     if p.shape != g.shape:
@@ -153,14 +121,14 @@ def consistency(
     count; without them only the raw flicker is reported.
     """
     from dreamjourney.camera.formats import load_cameras
-    from dreamjourney.data.scene import load_depth_array
     from dreamjourney.eval.bench import json_safe
     from dreamjourney.eval.metrics import mean_over, reprojection_consistency, temporal_flicker
     from dreamjourney.io.atomic import atomic_write_text
+    from dreamjourney.io.depth import load_depth
 
     if (cameras is None) != (depth is None):
         raise InputError("give both --cameras and --depth, or neither", field="--depth")
-    frames = load_clip(video, role="VIDEO")
+    frames = load_clip(video, field="VIDEO")[0]
     t, _, h, w = frames.shape
     per_frame: dict[str, list] = {}
     if cameras is not None and depth is not None:
@@ -168,7 +136,7 @@ def consistency(
         if len(cams) != t:
             raise InputError(f"{len(cams)} cameras for {t} frames", source=cameras)
         cams = cams.resize(w, h) if (cams.width, cams.height) != (w, h) else cams
-        d = load_depth_array(depth, (t, h, w))
+        d = load_depth(depth, (t, h, w))
         per_frame["consistency"] = reprojection_consistency(
             frames, cams, d, threshold=threshold
         ).tolist()
@@ -212,7 +180,7 @@ def bench(
     """Run a novel-view METHOD on every input/target camera pair and tabulate the metrics."""
     from dreamjourney.eval.bench import run_bench
 
-    method_options = dict(parse_option(text) for text in option)
+    method_options = parse_key_values(option, option="--option")
 
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"bench {method}", total=None)

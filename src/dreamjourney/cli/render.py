@@ -19,6 +19,7 @@ from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.cli.console import console, err_console
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_path
+from dreamjourney.io.depth import load_depth
 from dreamjourney.io.images import load_image, save_image
 from dreamjourney.io.video import VideoWriter
 from dreamjourney.scene import World, heuristic_depth, render_padded
@@ -61,7 +62,11 @@ def render(
     _, h, w = photo.shape
     K = _read_intrinsics(intrinsics) if intrinsics is not None else _fov_intrinsics(fov, w, h)
     source = Cameras.create(torch.eye(4), width=w, height=h, K=K)
-    z = _read_depth(depth, h, w) if depth is not None else heuristic_depth(photo, source)
+    z = (
+        load_depth(depth, (h, w), field="--depth")
+        if depth is not None
+        else heuristic_depth(photo, source)
+    )
     scene_scale = float(z[z > 0].median())
     cameras = _trajectory(trajectory, frames, source, scene_scale, fps)
     if len(cameras) == 0:
@@ -123,29 +128,6 @@ def _read_intrinsics(path: Path) -> torch.Tensor:
     if not np.allclose(K[2], [0, 0, 1]):
         raise InputError(f"the last row of K must be [0, 0, 1], got {K[2].tolist()}", source=path)
     return torch.from_numpy(K).float()
-
-
-def _read_depth(path: Path, h: int, w: int) -> torch.Tensor:
-    """An (H, W) z-depth from .npy; 0 marks pixels without depth."""
-    try:
-        value = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read depth ({exc})", source=path, field="--depth") from None
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
-        raise InputError("depth must be a numeric .npy array", source=path)
-    if value.ndim == 3 and value.shape[0] == 1:
-        value = value[0]
-    if value.shape != (h, w):
-        raise InputError(f"depth has shape {value.shape}, the image needs ({h}, {w})", source=path)
-    if not np.isfinite(value).all():
-        raise InputError(
-            f"depth has {int((~np.isfinite(value)).sum())} NaN/inf values", source=path
-        )
-    if (value < 0).any():
-        raise InputError(f"depth has {int((value < 0).sum())} negative values", source=path)
-    if not (value > 0).any():
-        raise InputError("depth is zero everywhere", source=path)
-    return torch.from_numpy(value.astype(np.float32))
 
 
 def _trajectory(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -19,37 +17,13 @@ from dreamjourney.camera.formats import (
 )
 from dreamjourney.camera.trajectories import PRESETS, make_trajectory, resolve_trajectory
 from dreamjourney.cli.console import console, err_console
+from dreamjourney.cli.options import parse_key_values, parse_size
 from dreamjourney.errors import InputError
 
 app = typer.Typer(
     help="Make, convert and preview camera paths. Presets: " + ", ".join(PRESETS) + ".",
     no_args_is_help=True,
 )
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (W, H)."""
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"expected WIDTHxHEIGHT, got {text!r}", field="--size") from None
-    if w < 1 or h < 1:
-        raise InputError(f"width and height must be positive, got {text!r}", field="--size")
-    return w, h
-
-
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """['key=value', ...] -> {key: value}; a value is JSON when it parses as JSON, else a string."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"expected KEY=VALUE, got {pair!r}", field="--set")
-        try:
-            options[key.strip()] = json.loads(value)
-        except ValueError:
-            options[key.strip()] = value
-    return options
 
 
 def fps_of(cameras: Cameras, default: float = 24.0) -> float:
@@ -83,7 +57,7 @@ def _path_from(
             fov_deg=fov,
             seed=seed,
             fps=fps,
-            **parse_options(options),
+            **parse_key_values(options, option="--set"),
         )
     return resolve_trajectory(
         spec,

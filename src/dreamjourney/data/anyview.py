@@ -31,11 +31,11 @@ from dreamjourney.data.scene import (
     CameraStream,
     Scene4D,
     check_camera_names,
-    load_depth_array,
     load_frames,
 )
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_path, atomic_write_text
+from dreamjourney.io.depth import load_depth
 from dreamjourney.io.images import save_image
 from dreamjourney.io.video import read_video
 
@@ -157,7 +157,7 @@ def _load_frames_stream(directory: Path, cam: str, ext: str, fps: float, w2c: bo
     depth_paths = [directory / "depth" / cam / f"{p.stem}.npy" for p in frame_paths]
     depth = None
     if all(p.is_file() for p in depth_paths):
-        depth = torch.stack([load_depth_array(p, (h, w)) for p in depth_paths])
+        depth = torch.stack([load_depth(p, (h, w)) for p in depth_paths])
     return CameraStream(cam, frames, cameras, depth)
 
 

@@ -24,8 +24,9 @@ from torch import Tensor
 
 from dreamjourney.camera.cameras import Cameras
 from dreamjourney.camera.formats.validate import check_matrix, check_rotation, read_json
-from dreamjourney.data.scene import CameraStream, Scene4D, load_depth_array, load_frames
+from dreamjourney.data.scene import CameraStream, Scene4D, load_frames
 from dreamjourney.errors import InputError
+from dreamjourney.io.depth import load_depth
 
 FRAME_NAME = re.compile(r"^(?P<cam>[A-Za-z0-9]+)_(?P<time>\d+)$")
 
@@ -137,7 +138,7 @@ def load_dycheck_scene(directory: str | Path) -> Scene4D:
         depth_paths = [depth_dir / f"{p.stem}.npy" for _, p in entries]
         depth = None
         if all(p.is_file() for p in depth_paths):
-            depth = torch.stack([load_depth_array(p, (h, w)) for p in depth_paths])
+            depth = torch.stack([load_depth(p, (h, w)) for p in depth_paths])
         streams[cam] = CameraStream(cam, frames, cameras, depth)
     input_camera = "0" if "0" in streams else next(iter(streams))
     first = streams[input_camera]

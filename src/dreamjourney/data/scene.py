@@ -30,6 +30,7 @@ from dreamjourney.camera.formats import native as native_cameras
 from dreamjourney.camera.formats.validate import read_json
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_path, atomic_write_text
+from dreamjourney.io.depth import load_depth
 from dreamjourney.io.images import load_image, save_image
 
 FORMAT_ID = "dreamjourney.scene/1"
@@ -144,25 +145,6 @@ def check_camera_names(value, path: Path, field: str) -> list[str]:
     return list(value)
 
 
-def load_depth_array(path: Path, shape: tuple[int, ...]) -> Tensor:
-    """An .npy z-depth array of `shape` (finite, >= 0) -> float32 tensor."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read depth ({exc})", source=path) from None
-    array = np.squeeze(array, axis=-1) if array.ndim == len(shape) + 1 else array
-    if tuple(array.shape) != shape:
-        raise InputError(
-            f"depth has shape {tuple(array.shape)}, expected {shape}", source=path, field="shape"
-        )
-    if not np.issubdtype(array.dtype, np.number):
-        raise InputError(f"depth must be numeric, got {array.dtype}", source=path, field="dtype")
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all() or (array < 0).any():
-        raise InputError("depth must be finite and >= 0", source=path, field="values")
-    return torch.from_numpy(array)
-
-
 def load_frames(paths: list[Path], width: int | None = None, height: int | None = None) -> Tensor:
     """Image files that must all be width x height (default: the first one's size) -> (T, 3, H, W)."""
     frames = []
@@ -223,7 +205,7 @@ def _load_stream(folder: Path, name: str) -> CameraStream:
     depth_path = folder / "depth.npy"
     depth = None
     if depth_path.exists():
-        depth = load_depth_array(depth_path, (len(cameras), cameras.height, cameras.width))
+        depth = load_depth(depth_path, (len(cameras), cameras.height, cameras.width))
     return CameraStream(name, frames, cameras, depth)
 
 

@@ -31,7 +31,7 @@ from dreamjourney.data.loaders import find_scenes, load_any_scene
 from dreamjourney.data.scene import CameraStream, Scene4D
 from dreamjourney.errors import InputError
 from dreamjourney.eval.metrics import LPIPS, aggregate, psnr, ssim
-from dreamjourney.eval.warp import forward_warp
+from dreamjourney.eval.warp import backward_warp, forward_warp
 from dreamjourney.io.atomic import atomic_write_text
 from dreamjourney.io.video import write_video
 
@@ -82,9 +82,16 @@ class WarpInput:
         )
 
 
+def _anyview_geometry(**options) -> NovelViewMethod:
+    from dreamjourney.pipelines.anyview_geometry import AnyViewGeometryMethod
+
+    return AnyViewGeometryMethod(**options)
+
+
 METHODS: dict[str, Callable[..., NovelViewMethod]] = {
     "copy-input": CopyInput,
     "warp-input": WarpInput,
+    "geometry": _anyview_geometry,
 }
 
 
@@ -122,6 +129,40 @@ def _common_frames(a: CameraStream, b: CameraStream) -> tuple[Tensor, Tensor]:
     return ia, ib
 
 
+def covisible_mask(a: CameraStream, b: CameraStream, ia: Tensor, ib: Tensor) -> Tensor | None:
+    """(T, H, W) bool: pixels of target `b` whose surface the input `a` sees at the same time.
+
+    Needs both cameras' depth (None otherwise): a target pixel counts when its 3D point projects
+    inside the input image, in front of it, and is not hidden there (see `backward_warp`).
+    """
+    if a.depth is None or b.depth is None:
+        return None
+    return torch.stack(
+        [
+            backward_warp(
+                a.frames[i],
+                a.cameras[int(i)],
+                b.cameras[int(j)],
+                b.depth[j],
+                source_depth=a.depth[i],
+            )[1]
+            for i, j in zip(ia, ib, strict=True)
+        ]
+    )
+
+
+def _psnr_visible(
+    pred: Tensor, gt: Tensor, a: CameraStream, b: CameraStream, ia: Tensor, ib: Tensor
+) -> float:
+    """Mean PSNR over the frames, on the target pixels visible in the input (nan if unknown)."""
+    mask = covisible_mask(a, b, ia, ib)
+    if mask is None:
+        return float("nan")
+    values = psnr(pred, gt, mask)
+    values = values[~values.isnan()]  # frames where the input sees none of the target
+    return float(values.mean()) if len(values) else float("nan")
+
+
 def json_safe(value):
     """`value` with non-finite floats (inf PSNR, nan of empty masks) as None, for strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -157,7 +198,7 @@ def run_bench(
     lpips = LPIPS.from_file(lpips_weights) if lpips_weights is not None else None
     found = find_scenes(Path(scenes_dir))
     out_dir = Path(out_dir)
-    metrics = ["psnr", "ssim"] + (["lpips"] if lpips is not None else [])
+    metrics = ["psnr", "psnr_visible", "ssim"] + (["lpips"] if lpips is not None else [])
     records = []
     plans = []
     for dataset, path in found:
@@ -185,6 +226,7 @@ def run_bench(
                 "target": dst,
                 "frames": len(ia),
                 "psnr": float(psnr(pred, gt).mean()),
+                "psnr_visible": _psnr_visible(pred, gt, a, b, ia, ib),
                 "ssim": float(ssim(pred, gt).mean()),
             }
             if lpips is not None:

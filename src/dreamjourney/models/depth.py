@@ -10,13 +10,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
 from dreamjourney.errors import InputError
+from dreamjourney.io.depth import load_depth
 from dreamjourney.io.images import to_uint8
 from dreamjourney.models.protocols import DepthEstimator, DepthResult
 from dreamjourney.models.weights import load_pretrained, parse_dtype, resolve_weights
@@ -210,20 +210,7 @@ class FileDepth:
         """The file's depth `(H,W)` float32, validated."""
         if not self.path.is_file():
             raise InputError("depth file not found", source=self.path)
-        try:
-            data = np.load(self.path, allow_pickle=False)
-            if isinstance(data, np.lib.npyio.NpzFile):
-                if "depth" not in data.files:
-                    raise InputError(f"no 'depth' array (has {data.files})", source=self.path)
-                data = data["depth"]
-        except (ValueError, OSError) as exc:
-            raise InputError(f"not a NumPy .npy/.npz file ({exc})", source=self.path) from None
-        depth = np.asarray(data, dtype=np.float32).squeeze()
-        if depth.ndim != 2:
-            raise InputError(f"depth must be 2-D (H,W), got shape {data.shape}", source=self.path)
-        if not np.isfinite(depth).all() or (depth < 0).any():
-            raise InputError("depth must be finite and >= 0 (0 = unknown)", source=self.path)
-        return torch.from_numpy(depth)
+        return load_depth(self.path)
 
     def estimate(self, image: Tensor) -> DepthResult:
         if self._used:

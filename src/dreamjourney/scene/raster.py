@@ -1,8 +1,11 @@
 """Exact, order-independent point splatting: RGB, depth, hole mask and winner index per pixel.
 
-Each point is a screen-aligned square splat whose half-size is its world footprint radius
-projected at its depth (`f * radius / z` pixels, capped at MAX_SPLAT_PX); it covers the pixels
-whose centres lie inside the square. Visibility takes two scatter passes, both reductions whose
+Each point is a screen-aligned box splat around the projection of its footprint: the
+parallelogram of its footprint axes when the cloud has them (so a slanted surface gets a splat
+as thin or as wide as it looks from this camera), else a sphere of its radius
+(`f * radius / z` pixels). Half-sizes are at least half a pixel (a point always covers the
+pixel it falls in) and at most MAX_SPLAT_PX. A splat covers the pixels whose centres lie inside
+its box. Visibility takes two scatter passes, both reductions whose
 result does not depend on the order of writes:
 
 1. z-buffer: the minimum depth of all splats covering each pixel (`scatter_reduce_` "amin").
@@ -30,7 +33,6 @@ MAX_SPLAT_PX = 16.0
 # radii behind the nearest splat there.
 DEPTH_TOLERANCE = 3.0
 NEAR = 1e-6
-_DIST_SCALE = 2.0**16  # squared pixel distance -> integer key (max 2 * 16^2 * 2^16 < 2^31)
 _INDEX_BITS = 32
 _INDEX_MASK = (1 << _INDEX_BITS) - 1
 _EMPTY = torch.iinfo(torch.long).max
@@ -119,62 +121,67 @@ def _visible_points(
             hw, device=device
         )
     # One small matmul projects straight to pixels: uvw = (K R) p + K t, and w = z.
-    uvw = torch.addmm((K @ w2c[:3, 3])[:, None], K @ w2c[:3, :3], cloud.points.T)
+    KR = K @ w2c[:3, :3]
+    uvw = torch.addmm((K @ w2c[:3, 3])[:, None], KR, cloud.points.T)
     z = uvw[2]
     iz = z.clamp_min(NEAR).reciprocal_()
     u = uvw[0].mul_(iz)
     v = uvw[1].mul_(iz)
     # Splat half-sizes in pixels; at least half a pixel, so a point always covers the pixel
     # it falls in.
-    r = iz.mul_(cloud.radii)
-    rx = (r * K[0, 0]).clamp_(0.5, MAX_SPLAT_PX)
-    ry = (r * K[1, 1]).clamp_(0.5, MAX_SPLAT_PX)
+    if cloud.axes is None:
+        r = cloud.radii * iz
+        rx = (r * K[0, 0]).clamp_(0.5, MAX_SPLAT_PX)
+        ry = rx if bool(K[0, 0] == K[1, 1]) else (r * K[1, 1]).clamp_(0.5, MAX_SPLAT_PX)
+    else:
+        rx, ry = _projected_extent(cloud.axes, KR, u, v, iz)
     fu = u.floor()
     fv = v.floor()
-    du = u.sub_(fu).sub_(0.5)  # pixel-centre offset of u: u - (fu + 0.5), in [-0.5, 0.5)
+    du = u.sub_(fu).sub_(0.5)  # splat centre minus pixel centre, in [-0.5, 0.5)
     dv = v.sub_(fv).sub_(0.5)
-    fu.masked_fill_(z <= NEAR, -(2.0 * MAX_SPLAT_PX + 2))  # behind the camera: off-screen
+    behind = z <= NEAR
+    fu.masked_fill_(behind, -1.0)  # off-screen
+    # ring k (pixels k steps from the one the centre falls in) is reached iff |du| + rx >= k
+    reach = torch.maximum(du.abs().add_(rx), dv.abs().add_(ry)).masked_fill_(behind, 0.0)
 
-    parts: list[tuple[Tensor, ...]] = []
-    # The pixel the point falls in (always covered), then rings k = 1, 2, ... of pixels
-    # around it, which only the few splats wider than k - 0.5 pixels can reach.
+    # Candidates: the pixel each centre falls in (always covered); then, for splats reaching
+    # past it, the one or three neighbours of a splat under a pixel wide, and whole rings of
+    # pixels for the few wider ones. No candidate list is ever expanded for all points.
     idx = torch.arange(len(cloud), device=device)
-    parts.append(_candidates(fu, fv, du, dv, None, None, z, cloud.radii, idx, width, height))
-    reach = torch.maximum(rx, ry)
-    largest = int(torch.ceil(reach.max() - 0.5).item())
-    for k in range(1, largest + 1):
-        sel = torch.nonzero(reach > k - 0.5).squeeze(1)
-        if len(sel) == 0:
-            break
-        ring = [
-            (i, j) for i in range(-k, k + 1) for j in range(-k, k + 1) if max(abs(i), abs(j)) == k
-        ]
-        ii = torch.tensor([o[0] for o in ring], device=device, dtype=torch.float32)
-        jj = torch.tensor([o[1] for o in ring], device=device, dtype=torch.float32)
-        m = len(ring)
-        parts.append(
-            _candidates(
-                (fu[sel][:, None] + ii).reshape(-1),
-                (fv[sel][:, None] + jj).reshape(-1),
-                (du[sel][:, None] - ii).reshape(-1),
-                (dv[sel][:, None] - jj).reshape(-1),
-                rx[sel].repeat_interleave(m),
-                ry[sel].repeat_interleave(m),
-                z[sel].repeat_interleave(m),
-                cloud.radii[sel].repeat_interleave(m),
-                sel.repeat_interleave(m),
-                width,
-                height,
+    parts = [_candidates(fu, fv, du, dv, z, cloud.radii, idx, width, height)]
+    ext = torch.nonzero(reach >= 1).squeeze(1)
+    if len(ext):
+        fu_e, fv_e, du_e, dv_e = fu[ext], fv[ext], du[ext], dv[ext]
+        z_e, r_e, rx_e = z[ext], cloud.radii[ext], rx[ext]
+        ry_e = rx_e if ry is rx else ry[ext]
+        wide = (rx_e >= 1) | (ry_e >= 1)
+        # under a pixel wide, a splat reaches at most one more column and one more row
+        ex = (du_e + rx_e >= 1).float().sub_((rx_e - du_e >= 1).float()).masked_fill_(wide, 0)
+        ey = (dv_e + ry_e >= 1).float().sub_((ry_e - dv_e >= 1).float()).masked_fill_(wide, 0)
+        no_x, no_y = ex == 0, ey == 0
+        for a, b, skip in ((ex, 0.0, no_x), (0.0, ey, no_y), (ex, ey, no_x | no_y)):
+            parts.append(
+                _candidates(
+                    fu_e + a, fv_e + b, du_e - a, dv_e - b, z_e, r_e, ext, width, height, skip=skip
+                )
             )
-        )
+        big = ext[wide]
+        k = 1
+        while len(big := big[reach[big] >= k]):
+            parts.append(
+                _ring_candidates(big, k, fu, fv, du, dv, rx, ry, z, cloud.radii, width, height)
+            )
+            k += 1
+
     zbuf = torch.full((hw + 1,), float("inf"), device=device)
     for pix, zs, _, _, _ in parts:
         zbuf.scatter_reduce_(0, pix, zs, reduce="amin")
     kbuf = torch.full((hw + 1,), _EMPTY, dtype=torch.long, device=device)
     for pix, zs, rs, d2, idx in parts:
-        behind = zs > zbuf.index_select(0, pix).add_(rs, alpha=DEPTH_TOLERANCE)
-        key = d2.mul_(_DIST_SCALE).long().bitwise_left_shift_(_INDEX_BITS).bitwise_or_(idx)
-        kbuf.scatter_reduce_(0, pix, key.masked_fill_(behind, _EMPTY), reduce="amin")
+        occluded = zs > zbuf.index_select(0, pix).add_(rs, alpha=DEPTH_TOLERANCE)
+        # non-negative float32 bit patterns sort like the floats: an exact distance key
+        key = d2.view(torch.int32).long().bitwise_left_shift_(_INDEX_BITS).bitwise_or_(idx)
+        kbuf.scatter_reduce_(0, pix, key.masked_fill_(occluded, _EMPTY), reduce="amin")
     kbuf = kbuf[:hw]
     winner = torch.where(kbuf == _EMPTY, -1, kbuf.bitwise_and_(_INDEX_MASK))
     return winner, z.index_select(0, winner.clamp_min(0))
@@ -185,19 +192,72 @@ def _candidates(
     py: Tensor,
     du: Tensor,
     dv: Tensor,
-    rx: Tensor | None,
-    ry: Tensor | None,
     z: Tensor,
     radii: Tensor,
     idx: Tensor,
     width: int,
     height: int,
+    *,
+    skip: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Candidate (pixel, depth, radius, squared centre distance, point) for pixel (px, py) of each
-    splat; `du, dv` = splat centre minus pixel centre. Pixels off the image, or (when rx, ry are
-    given) outside the splat, go to the dump pixel H*W."""
-    ok = (px.clamp(0, width - 1) == px) & (py.clamp(0, height - 1) == py)
-    if rx is not None and ry is not None:
-        ok &= (du.abs() <= rx) & (dv.abs() <= ry)
-    pix = (py * width).add_(px).long().masked_fill_(~ok, width * height)
-    return pix, z, radii, du * du + dv * dv, idx
+    splat, where `du, dv` = splat centre minus pixel centre. Pixels off the image, or marked
+    `skip`, go to the dump pixel H*W."""
+    off = (px.clamp(0, width - 1) != px) | (py.clamp(0, height - 1) != py)
+    if skip is not None:
+        off |= skip
+    pix = (py * width).add_(px).long().masked_fill_(off, width * height)
+    return pix, z, radii, torch.addcmul(du * du, dv, dv), idx
+
+
+def _ring_candidates(
+    sel: Tensor,
+    k: int,
+    fu: Tensor,
+    fv: Tensor,
+    du: Tensor,
+    dv: Tensor,
+    rx: Tensor,
+    ry: Tensor,
+    z: Tensor,
+    radii: Tensor,
+    width: int,
+    height: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Candidates on ring k (the 8k pixels k steps from the centre's pixel) of points `sel`."""
+    ring = [(i, j) for i in range(-k, k + 1) for j in range(-k, k + 1) if max(abs(i), abs(j)) == k]
+    ii = torch.tensor([o[0] for o in ring], device=sel.device, dtype=torch.float32)
+    jj = torch.tensor([o[1] for o in ring], device=sel.device, dtype=torch.float32)
+    m = len(ring)
+    du_r = (du[sel][:, None] - ii).reshape(-1)
+    dv_r = (dv[sel][:, None] - jj).reshape(-1)
+    outside = (du_r.abs() > rx[sel].repeat_interleave(m)) | (
+        dv_r.abs() > ry[sel].repeat_interleave(m)
+    )
+    return _candidates(
+        (fu[sel][:, None] + ii).reshape(-1),
+        (fv[sel][:, None] + jj).reshape(-1),
+        du_r,
+        dv_r,
+        z[sel].repeat_interleave(m),
+        radii[sel].repeat_interleave(m),
+        sel.repeat_interleave(m),
+        width,
+        height,
+        skip=outside,
+    )
+
+
+def _projected_extent(
+    axes: Tensor, KR: Tensor, u: Tensor, v: Tensor, iz: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Half-width and half-height in pixels of the screen box around each footprint
+    parallelogram (P, 2, 3): a world step `a` moves the pixel by ((KR a)_0 - u (KR a)_2) / z,
+    and likewise for v."""
+    a = KR @ axes[:, 0].T  # (3, P)
+    b = KR @ axes[:, 1].T
+    rx = torch.addcmul(a[0], u, a[2], value=-1).abs_()
+    rx += torch.addcmul(b[0], u, b[2], value=-1).abs_()
+    ry = torch.addcmul(a[1], v, a[2], value=-1).abs_()
+    ry += torch.addcmul(b[1], v, b[2], value=-1).abs_()
+    return rx.mul_(iz).clamp_(0.5, MAX_SPLAT_PX), ry.mul_(iz).clamp_(0.5, MAX_SPLAT_PX)

@@ -181,6 +181,7 @@ class World:
             "colors": c.colors.numpy(),
             "radii": c.radii.numpy(),
             "times": c.times.numpy(),
+            "axes": (torch.zeros(0, 2, 3) if c.axes is None else c.axes).numpy(),
             "max_points": np.array(self.max_points),
             "voxel_size": np.array(np.nan if self.voxel_size is None else self.voxel_size),
             "age_horizon": np.array(self.age_horizon),
@@ -202,12 +203,12 @@ class World:
                 age_horizon=float(data["age_horizon"]),
                 device=device,
             )
-            world.cloud = PointCloud(
-                *(
-                    torch.from_numpy(data[k]).to(device)
-                    for k in ("points", "colors", "radii", "times")
-                )
+            points, colors, radii, times, axes = (
+                torch.from_numpy(data[k]).to(device)
+                for k in ("points", "colors", "radii", "times", "axes")
             )
+            has_axes = len(axes) == len(points)
+            world.cloud = PointCloud(points, colors, radii, times, axes if has_axes else None)
             world.evicted = int(data["evicted"])
         return world
 
