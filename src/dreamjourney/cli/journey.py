@@ -9,20 +9,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dreamjourney.cli.console import console, err_console
+from dreamjourney.cli.options import parse_size
 from dreamjourney.errors import InputError
 from dreamjourney.io.images import load_image
 from dreamjourney.io.rundir import SegmentRecord
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x384' -> (512, 384)."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise InputError(f"expected WIDTHxHEIGHT such as 512x384, got {text!r}", field="--size")
-    width, height = (int(p) for p in parts)
-    if width < 8 or height < 8 or width * height > 4096 * 4096:
-        raise InputError(f"{width}x{height} is out of range (8 to 4096 per side)", field="--size")
-    return width, height
 
 
 class _RichCallback:
