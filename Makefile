@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# Re-runnable: a finished run of the same config is reported complete; an interrupted one resumes.
 run: $(STAMP)
-	$(VENV)/bin/dreamjourney journey examples/garden.png --preset offline --segments 3 --out $(OUT) --overwrite
+	$(VENV)/bin/dreamjourney journey examples/garden.png --preset offline --trajectory pan-left \
+		--segments 2 --frames 12 --size 384x288 --out $(OUT) --resume
+	@echo "video: $(OUT)/video.mp4 (contact sheet: $(OUT)/contact_sheet.png)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -1,0 +1,1 @@
+"""Pipelines: one self-contained module per method (journey, anyview, render)."""

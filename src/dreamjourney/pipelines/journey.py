@@ -1,0 +1,606 @@
+"""DreamJourney: one photo -> a perpetual video along a camera path, with moving objects.
+
+For each segment:
+
+* Stage I: lay out the segment's cameras (a preset continues from where the last segment
+  ended; a trajectory file is cut into segments), render partial frames and hole masks from
+  the world, complete them with the video completer, estimate the depth of completed frames,
+  align it (robust scale and shift) to the rendered depth on known pixels and add only the
+  newly revealed pixels to the world.
+* Stage II (unless motion is off or there is no animator): caption the last view (or use the
+  given prompt), animate it with the camera fixed, and fold the last animated frame back into
+  the world, replacing the part of the view that moved.
+
+A segment starts from the world state saved on disk at its start (`state/world_KKKK.npz`) and
+uses a generator seeded from (seed, segment index), so a resumed run makes the same frames as
+an uninterrupted one. Frames stream to disk: memory holds one segment's frames at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dreamjourney.camera import Cameras
+from dreamjourney.camera.formats import load_cameras, save_cameras
+from dreamjourney.camera.trajectories import PRESETS as TRAJECTORY_PRESETS
+from dreamjourney.camera.trajectories import make_trajectory, resolve_trajectory
+from dreamjourney.errors import InputError
+from dreamjourney.io.atomic import atomic_write_text
+from dreamjourney.io.images import load_image, save_image
+from dreamjourney.io.plots import plot_trajectory
+from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord, sha256_file
+from dreamjourney.io.video import VideoWriter, iter_video
+from dreamjourney.models.protocols import CompletionContext
+from dreamjourney.models.registry import Backends, build_backends
+from dreamjourney.scene import World, align_depth
+
+# Below this share of known pixels a frame's depth is scaled to the scene instead of aligned.
+MIN_KNOWN_FRACTION = 0.02
+# A pixel moved in stage II when any channel changed by more than this.
+MOTION_THRESHOLD = 0.08
+MAX_SIDE = 512
+CONTACT_SHEET_GRID = (4, 3)
+
+
+@dataclass(frozen=True)
+class JourneyConfig:
+    """Everything that decides the frames of a run (stored in the manifest and checked on resume).
+
+    trajectory: a preset name (continued segment after segment) or the path of a camera file
+        (cut into segments of `frames_per_segment`; its first camera is the photo's view).
+    frames_per_segment: stage I frames per segment.
+    motion / motion_frames: run stage II and how many animated frames it adds to the video.
+    prompt: used instead of captions when given.
+    width, height: frame size in pixels; the photo is centre-cropped and resized to it.
+    fov_deg: horizontal field of view of the photo's camera (presets only).
+    fps: frame rate of the videos; output frame n is at time (n + 1) / fps, the photo at 0.
+    lift_stride: besides the last frame, every `lift_stride`-th completed frame is lifted.
+    max_points: the world's point budget.
+    """
+
+    trajectory: str = "forward"
+    frames_per_segment: int = 16
+    motion: bool = True
+    motion_frames: int = 8
+    prompt: str | None = None
+    width: int = 512
+    height: int = 384
+    fov_deg: float = 60.0
+    fps: float = 24.0
+    lift_stride: int = 4
+    max_points: int = 2_000_000
+
+
+class JourneyCallback(Protocol):
+    """Progress hooks the pipeline calls (the CLI draws Rich bars from them)."""
+
+    def run_start(self, total: int, done: int) -> None: ...
+
+    def segment_start(self, index: int) -> None: ...
+
+    def model_start(self, name: str) -> None: ...
+
+    def model_step(self, step: int, total: int) -> None: ...
+
+    def segment_end(self, record: SegmentRecord) -> None: ...
+
+    def finishing(self, what: str) -> None: ...
+
+
+class _Silent:
+    def run_start(self, total: int, done: int) -> None: ...
+
+    def segment_start(self, index: int) -> None: ...
+
+    def model_start(self, name: str) -> None: ...
+
+    def model_step(self, step: int, total: int) -> None: ...
+
+    def segment_end(self, record: SegmentRecord) -> None: ...
+
+    def finishing(self, what: str) -> None: ...
+
+
+@dataclass
+class JourneyResult:
+    """Where a run's outputs are and what this call did."""
+
+    run: RunDir
+    video: Path
+    num_frames: int
+    segments_made: list[int]
+    already_complete: bool
+
+
+def segment_seed(seed: int, index: int) -> int:
+    """A 63-bit seed for segment `index` of a run seeded with `seed` (independent streams)."""
+    state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def default_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """The photo's size scaled down to fit `max_side`, rounded down to multiples of 8."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8)
+
+
+def fit_image(image: Tensor, width: int, height: int) -> Tensor:
+    """(3, h, w) -> (3, height, width): centre crop to the target aspect, then resize."""
+    _, h, w = image.shape
+    if (w, h) == (width, height):
+        return image
+    target = width / height
+    if w / h > target:
+        cw, ch = max(1, round(h * target)), h
+    else:
+        cw, ch = w, max(1, round(w / target))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    crop = image[None, :, top : top + ch, left : left + cw]
+    out = F.interpolate(crop, size=(height, width), mode="bicubic", antialias=True)
+    return out[0].clamp(0, 1)
+
+
+class JourneyPipeline:
+    """The DreamJourney method over any set of backends (depth, completer, animator, captioner).
+
+    Components are the registry's `Backends`; the pipeline never imports a concrete backend.
+    Call it with a photo and an output directory; see `__call__`.
+    """
+
+    def __init__(self, backends: Backends):
+        self.backends = backends
+        self._model_seconds = 0.0
+        self._scene_scale = 1.0
+        self._callback: JourneyCallback = _Silent()
+
+    @classmethod
+    def from_preset(
+        cls, preset: str = "offline", *, config: dict | None = None, device: str = "cpu"
+    ) -> JourneyPipeline:
+        """Build the backends of a registry preset (weights load on first use)."""
+        return cls(build_backends(preset, config=config, device=device))
+
+    # ================================================================= entry point
+    def __call__(
+        self,
+        image: str | Path,
+        out_dir: str | Path,
+        *,
+        config: JourneyConfig | None = None,
+        num_segments: int | None = None,
+        seed: int = 0,
+        resume: bool = False,
+        extend: int = 0,
+        device: str = "cpu",
+        callback: JourneyCallback | None = None,
+    ) -> JourneyResult:
+        """Make (or continue) a run in `out_dir` from the photo at `image`.
+
+        Args:
+            image: path of the photo (its content hash identifies the run).
+            out_dir: run directory; created, or reopened if it holds a run of the same photo,
+                config and seed (anything else is refused with an `InputError`).
+            config: what decides the frames; default `JourneyConfig()` with the photo's size.
+            num_segments: total segments wanted (default 3, or what the run directory says;
+                a trajectory file defaults to as many as it holds).
+            seed: seeds every generator (segment k uses `segment_seed(seed, k)`).
+            resume: continue a run that stopped before its last segment.
+            extend: add this many segments to the run.
+            device: recorded in the manifest (backends are built for it).
+            callback: progress hooks.
+
+        Returns:
+            A `JourneyResult`; frames are in `out_dir/video.mp4`, one camera per frame in
+            `out_dir/cameras.json`.
+        """
+        self._callback = callback or _Silent()
+        image_path = Path(image)
+        photo = load_image(image_path)
+        photo_size = (photo.shape[2], photo.shape[1])
+        if config is None:
+            width, height = default_size(*photo_size)
+            config = JourneyConfig(width=width, height=height)
+        _validate(config, num_segments, extend)
+        photo = fit_image(photo, config.width, config.height)
+        file_cameras = self._trajectory_file_cameras(config)
+        inputs = RunInputs(
+            image=str(image_path.resolve()),
+            image_sha256=sha256_file(image_path),
+            image_size=photo_size,
+            trajectory_sha256=_cameras_hash(file_cameras) if file_cameras is not None else None,
+        )
+        identity = self._identity(config, file_cameras)
+        max_segments = (
+            math.ceil((len(file_cameras) - 1) / config.frames_per_segment)
+            if file_cameras is not None
+            else None
+        )
+        default_segments = max_segments if max_segments is not None else 3
+        run = RunDir.open(
+            out_dir,
+            inputs=inputs,
+            config=identity,
+            seed=seed,
+            num_segments=num_segments or default_segments,
+        )
+        manifest = run.manifest
+        start = run.resume_point()
+        if not run.created and start < manifest.num_segments and not resume:
+            raise InputError(
+                f"holds an unfinished run ({start} of {manifest.num_segments} segments done); "
+                "pass --resume to continue it",
+                source=run.root,
+            )
+        # asking for fewer segments than are done keeps them all
+        target = max((num_segments or manifest.num_segments) + extend, start)
+        if max_segments is not None and target > max_segments:
+            raise InputError(
+                f"the trajectory file holds {len(file_cameras or [])} cameras: enough for "
+                f"{max_segments} segments of {config.frames_per_segment} frames, not {target}",
+                field="--segments",
+            )
+        already_complete = start >= target and run.video_path.is_file()
+        manifest.num_segments = target
+        manifest.backends = dict(self.backends.info)
+        manifest.device = device
+        run.save()
+
+        self._callback.run_start(target, min(start, target))
+        made: list[int] = []
+        if start == 0 and not run.world_state_path(0).is_file():
+            self._initialise(run, photo, config, file_cameras)
+        self._scene_scale = float(manifest.scene_scale or 1.0)
+        for index in range(start, target):
+            self._callback.segment_start(index)
+            record = self._segment(run, index, config, seed, file_cameras)
+            made.append(index)
+            self._callback.segment_end(record)
+        if made or not already_complete:
+            num_frames = self._write_outputs(run, config)
+        else:
+            num_frames = sum(s.num_frames for s in manifest.segments[:target])
+        return JourneyResult(run, run.video_path, num_frames, made, already_complete)
+
+    # ================================================================= setup
+    def _identity(self, config: JourneyConfig, file_cameras: Cameras | None) -> dict[str, Any]:
+        values = asdict(config)
+        if file_cameras is not None:
+            values["trajectory"] = "file"
+        # the resolved backends decide the frames; the device they run on is not compared
+        values["backends"] = {k: v for k, v in self.backends.info.items() if k != "device"}
+        return values
+
+    @staticmethod
+    def _trajectory_file_cameras(config: JourneyConfig) -> Cameras | None:
+        spec = config.trajectory
+        if spec in TRAJECTORY_PRESETS:
+            return None
+        # a camera file; anything else -> InputError naming the presets
+        cameras = resolve_trajectory(
+            spec,
+            None,
+            scene_scale=1.0,
+            width=config.width,
+            height=config.height,
+            fov_deg=config.fov_deg,
+            fps=config.fps,
+        )
+        if len(cameras) < 2:
+            raise InputError(
+                "needs at least 2 cameras (the photo's view and one more)", source=spec
+            )
+        if (cameras.width, cameras.height) != (config.width, config.height):
+            cameras = cameras.resize(config.width, config.height)
+        return cameras
+
+    def _initialise(
+        self, run: RunDir, photo: Tensor, config: JourneyConfig, file_cameras: Cameras | None
+    ) -> None:
+        """Lift the photo into a new world, fix the scene scale and the first prompt."""
+        camera = _first_camera(config, file_cameras)
+        self._scene_scale = 1.0
+        depth = self._timed("depth", lambda: self.backends.depth.estimate(photo)).depth
+        world = World(max_points=config.max_points)
+        world.add_frame(photo, depth, camera, time=0.0, new_only=False)
+        run.manifest.scene_scale = float(world.median_depth(camera))
+        run.manifest.input_prompt = config.prompt or self._caption(photo)
+        world.save(run.world_state_path(0))  # atomic
+        run.save()
+
+    # ================================================================= one segment
+    def _segment(
+        self,
+        run: RunDir,
+        index: int,
+        config: JourneyConfig,
+        seed: int,
+        file_cameras: Cameras | None,
+    ) -> SegmentRecord:
+        t_start = time.perf_counter()
+        self._model_seconds = 0.0
+        manifest = run.manifest
+        generator = torch.Generator().manual_seed(segment_seed(seed, index))
+        previous = manifest.segments[index - 1] if index > 0 else None
+        first_frame = previous.first_frame + previous.num_frames if previous else 0
+        start_camera = (
+            load_cameras(run.segment_dir(index - 1) / "cameras.json")[-1]
+            if index > 0
+            else _first_camera(config, file_cameras)
+        )
+        cameras = self._segment_cameras(index, config, start_camera, file_cameras, seed)
+        times = (first_frame + 1 + torch.arange(len(cameras))) / config.fps
+        cameras = cameras.with_times(times)
+        world = World.load(run.world_state_path(index))
+        added = 0
+        prompt_in = config.prompt or (previous.prompt if previous else manifest.input_prompt) or ""
+        folder = run.segment_dir(index)
+
+        # ---- stage I: render, complete, lift
+        rendered = world.render(cameras)
+        lifted: dict[str, Tensor] = {}
+
+        def rerender(last: Tensor) -> tuple[Tensor, Tensor]:
+            trial = copy.deepcopy(world)
+            lifted["frame"] = last
+            lifted["depth"] = self._aligned_depth(last, rendered.depth[-1], rendered.mask[-1])
+            trial.add_frame(last, lifted["depth"], cameras[-1], time=float(times[-1]))
+            out = trial.render(cameras)
+            return out.image, out.mask
+
+        context = CompletionContext(cameras=cameras, rerender=rerender)
+        completed = self._timed(
+            "complete",
+            lambda: self.backends.completer.complete(
+                rendered.image,
+                rendered.mask,
+                prompt=prompt_in,
+                context=context,
+                generator=generator,
+                progress=self._callback.model_step,
+            ),
+        )
+        _write_clip(folder / "render.mp4", rendered.image, config.fps)
+        _write_clip(
+            folder / "mask.mp4", rendered.mask.float()[:, None].expand(-1, 3, -1, -1), config.fps
+        )
+        _write_clip(folder / "completed.mp4", completed, config.fps)
+        last = len(cameras) - 1
+        for i in [last, *range(last - config.lift_stride, -1, -config.lift_stride)]:
+            frame = completed[i]
+            if i == last and "frame" in lifted and torch.equal(lifted["frame"], frame):
+                depth = lifted["depth"]
+            else:
+                depth = self._aligned_depth(frame, rendered.depth[i], rendered.mask[i])
+            added += world.add_frame(frame, depth, cameras[i], time=float(times[i]), new_only=True)
+        t_stage1 = time.perf_counter() - t_start
+
+        # ---- stage II: caption, animate, fold back
+        view = completed[last]
+        prompt_out = config.prompt or self._caption(view)
+        frame_cameras = cameras
+        stage2 = 0
+        animator = self.backends.animator
+        if config.motion and animator is not None:
+            animated = self._timed(
+                "animate",
+                lambda: animator.animate(
+                    view,
+                    prompt_out,
+                    config.motion_frames + 1,
+                    generator=generator,
+                    progress=self._callback.model_step,
+                ),
+            )[1:]
+            stage2 = animated.shape[0]
+            _write_clip(folder / "animated.mp4", animated, config.fps)
+            still = cameras[last]
+            t2 = float(times[-1]) + (1 + torch.arange(stage2)) / config.fps
+            still_cameras = Cameras(
+                still.K.repeat(stage2, 1, 1),
+                still.c2w.repeat(stage2, 1, 1),
+                still.width,
+                still.height,
+                t2,
+            )
+            frame_cameras = Cameras.cat([cameras, still_cameras])
+            added += self._fold_back(world, view, animated[-1], still_cameras[-1])
+        else:
+            (folder / "animated.mp4").unlink(missing_ok=True)
+        atomic_write_text(
+            folder / "prompt.txt", f"completion: {prompt_in}\nanimation: {prompt_out}\n"
+        )
+        save_cameras(frame_cameras, folder / "cameras.json", format="native", fps=config.fps)
+
+        record = SegmentRecord(
+            index=index,
+            first_frame=first_frame,
+            stage1_frames=len(cameras),
+            stage2_frames=stage2,
+            prompt=prompt_out,
+            points_added=added,
+            world_points=len(world),
+            seconds={
+                "stage1": round(t_stage1, 3),
+                "stage2": round(time.perf_counter() - t_start - t_stage1, 3),
+                "models": round(self._model_seconds, 3),
+                "total": round(time.perf_counter() - t_start, 3),
+            },
+        )
+        world.save(run.world_state_path(index + 1))  # atomic
+        run.mark_done(record)
+        run.drop_old_states(keep=index + 1)
+        return record
+
+    def _segment_cameras(
+        self,
+        index: int,
+        config: JourneyConfig,
+        start: Cameras,
+        file_cameras: Cameras | None,
+        seed: int,
+    ) -> Cameras:
+        n = config.frames_per_segment
+        if file_cameras is not None:
+            return file_cameras[1 + index * n : 1 + (index + 1) * n]
+        scale = self._scene_scale
+        path = make_trajectory(
+            config.trajectory,
+            n + 1,
+            scene_scale=scale,
+            width=config.width,
+            height=config.height,
+            fov_deg=config.fov_deg,
+            start=start,
+            seed=segment_seed(seed, index),
+            fps=config.fps,
+        )
+        return path[1:]
+
+    # ================================================================= geometry helpers
+    def _aligned_depth(self, frame: Tensor, target: Tensor, known: Tensor) -> Tensor:
+        """Depth of `frame` (3, H, W), aligned to the rendered depth `target` (H, W) on the
+        `known` (H, W) pixels -> (H, W) z-depth in world units."""
+        pred = self._timed("depth", lambda: self.backends.depth.estimate(frame)).depth
+        return self._align(pred, target, known)
+
+    def _align(self, pred: Tensor, target: Tensor, known: Tensor) -> Tensor:
+        """Robust scale and shift of `pred` onto `target` on `known` pixels; with too few known
+        pixels, a scale that puts its median at the scene scale."""
+        if known.float().mean() < MIN_KNOWN_FRACTION:
+            valid = pred[pred > 0]
+            scale = self._scene_scale / float(valid.median()) if valid.numel() else 1.0
+            return pred * scale
+        return align_depth(pred, target, known).aligned
+
+    def _fold_back(self, world: World, before: Tensor, after: Tensor, camera: Cameras) -> int:
+        """Replace the part of the view that moved during stage II with its last animated state;
+        returns the number of points added."""
+        moved = (after - before).abs().amax(0) > MOTION_THRESHOLD
+        moved = F.max_pool2d(moved[None, None].float(), 5, stride=1, padding=2)[0, 0] > 0
+        if not moved.any():
+            return 0
+        target = world.render(camera)
+        depth = self._aligned_depth(after, target.depth[0], target.mask[0] & ~moved)
+        return world.add_frame(
+            after, depth, camera, time=float(camera.times[0]), new_only=True, dynamic_mask=moved
+        )
+
+    # ================================================================= model calls
+    def _caption(self, image: Tensor) -> str:
+        return self._timed("caption", lambda: self.backends.captioner.caption(image)).prompt
+
+    def _timed(self, name: str, call: Callable[[], Any]) -> Any:
+        self._callback.model_start(name)
+        t0 = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self._model_seconds += time.perf_counter() - t0
+
+    # ================================================================= final outputs
+    def _write_outputs(self, run: RunDir, config: JourneyConfig) -> int:
+        """video.mp4, cameras.json, world.ply, contact_sheet.png from the segments on disk."""
+        manifest = run.manifest
+        records = manifest.segments[: manifest.num_segments]
+        total = sum(r.num_frames for r in records)
+        self._callback.finishing("video.mp4")
+        cols, rows = CONTACT_SHEET_GRID
+        picks = set(np.linspace(0, total - 1, cols * rows).round().astype(int).tolist())
+        sheet: list[Tensor] = []
+        count = 0
+        with VideoWriter(run.video_path, fps=config.fps) as writer:
+            for frame in _run_frames(run, records):
+                writer.write(frame)
+                if count in picks:
+                    sheet.append(frame)
+                count += 1
+        if count != total:
+            raise RuntimeError(f"video.mp4 has {count} frames, the manifest counts {total}")
+        self._callback.finishing("cameras.json")
+        cameras = Cameras.cat(
+            [load_cameras(run.segment_dir(r.index) / "cameras.json") for r in records]
+        )
+        save_cameras(cameras, run.cameras_path, format="native", fps=config.fps)
+        self._callback.finishing("world.ply")
+        world = World.load(run.world_state_path(len(records)))
+        world.save_ply(run.ply_path)
+        save_image(run.contact_sheet_path, contact_sheet(sheet, cols))
+        self._callback.finishing("trajectory.png")
+        plot_trajectory(
+            cameras,
+            run.trajectory_plot_path,
+            points=(world.cloud.points, world.cloud.colors),
+            title=f"journey: {len(records)} segments, {count} frames",
+        )
+        return count
+
+
+def _first_camera(config: JourneyConfig, file_cameras: Cameras | None) -> Cameras:
+    """The photo's camera, at time 0: the file's first camera, else identity with the fov."""
+    if file_cameras is not None:
+        camera = file_cameras[0]
+    else:
+        camera = Cameras.create(
+            torch.eye(4), width=config.width, height=config.height, fov_deg=config.fov_deg
+        )
+    return camera.with_times([0.0])
+
+
+def _run_frames(run: RunDir, records: list[SegmentRecord]) -> Iterator[Tensor]:
+    """All frames of a run in video order, decoded one at a time from the segment clips."""
+    for record in records:
+        folder = run.segment_dir(record.index)
+        yield from iter_video(folder / "completed.mp4")
+        if record.stage2_frames:
+            yield from iter_video(folder / "animated.mp4")
+
+
+def contact_sheet(frames: list[Tensor], cols: int, gap: int = 4) -> Tensor:
+    """Frames (3, H, W) in a grid of `cols` columns on white -> (3, H', W')."""
+    rows = math.ceil(len(frames) / cols)
+    _, h, w = frames[0].shape
+    sheet = torch.ones(3, rows * h + (rows + 1) * gap, cols * w + (cols + 1) * gap)
+    for i, frame in enumerate(frames):
+        r, c = divmod(i, cols)
+        top, left = gap + r * (h + gap), gap + c * (w + gap)
+        sheet[:, top : top + h, left : left + w] = frame
+    return sheet
+
+
+def _write_clip(path: Path, frames: Tensor, fps: float) -> None:
+    with VideoWriter(path, fps=fps) as writer:
+        writer.write_all(frames)
+
+
+def _cameras_hash(cameras: Cameras) -> str:
+    digest = hashlib.sha256()
+    for t in (cameras.K, cameras.c2w, cameras.times):
+        digest.update(t.detach().double().cpu().numpy().tobytes())
+    digest.update(f"{cameras.width}x{cameras.height}".encode())
+    return digest.hexdigest()
+
+
+def _validate(config: JourneyConfig, num_segments: int | None, extend: int) -> None:
+    checks = [
+        (config.frames_per_segment >= 1, "--frames", "must be at least 1"),
+        (config.motion_frames >= 1, "--motion-frames", "must be at least 1"),
+        (config.width >= 8 and config.height >= 8, "--size", "both sides must be at least 8"),
+        (0 < config.fov_deg < 180, "--fov", "must be between 0 and 180 degrees"),
+        (num_segments is None or num_segments >= 1, "--segments", "must be at least 1"),
+        (extend >= 0, "--extend", "must not be negative"),
+    ]
+    for ok, field, message in checks:
+        if not ok:
+            raise InputError(message, field=field)
