@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamjourney.camera import Cameras, look_at
-from dreamjourney.scene import PointCloud, rasterize, render_padded, unproject
+from dreamjourney.scene import PointCloud, raster, rasterize, render_padded, unproject
 from scene_analytic import render_truth, seen_from, trace
 
 SIZE = 64
@@ -134,6 +134,38 @@ def test_points_behind_or_outside_render_nothing():
     assert not out.mask.any() and (out.index == -1).all() and (out.depth == 0).all()
     assert (out.image == 0.25).all()
     assert not rasterize(PointCloud.empty(), cam).mask.any()
+
+
+def test_splats_off_the_image_or_behind_make_no_candidates(source, monkeypatch):
+    """Points beside, behind or at the camera, with footprints capped at MAX_SPLAT_PX, cost
+    nothing: the candidates are those of the visible points alone, and so is the render."""
+    cam, _, _, cloud = source
+    n = 2000
+    g = torch.Generator().manual_seed(0)
+    side = torch.rand(n, generator=g) * 0.2 + 0.05  # 0.05-0.25 units from the optical axis...
+    ang = torch.rand(n, generator=g) * 2 * math.pi
+    z = torch.rand(n, generator=g) * 0.04 - 0.02  # ...and about level with the camera
+    beside = torch.stack([side * ang.cos(), side * ang.sin(), z], 1)
+    big = PointCloud(beside, torch.rand(n, 3, generator=g), torch.full((n,), 0.05), torch.zeros(n))
+    off = PointCloud(beside, big.colors, big.radii, big.times, torch.zeros(n, 2, 3) + 0.03)
+    counts = []
+    real = raster._candidates
+
+    def counting(*args, **kwargs):
+        out = real(*args, **kwargs)
+        counts.append(len(out[0]))
+        return out
+
+    monkeypatch.setattr(raster, "_candidates", counting)
+    assert not rasterize(big, cam).mask.any()
+    assert sum(counts) == 0
+    counts.clear()
+    alone = rasterize(cloud, cam)
+    visible = sum(counts)
+    counts.clear()
+    both = rasterize(PointCloud.cat([cloud, off]), cam)
+    assert sum(counts) == visible
+    assert torch.equal(both.index, alone.index) and torch.equal(both.image, alone.image)
 
 
 def test_batched_cameras_equal_single_renders(source):

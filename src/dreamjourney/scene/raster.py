@@ -135,24 +135,36 @@ def _visible_points(
         ry = rx if bool(K[0, 0] == K[1, 1]) else (r * K[1, 1]).clamp_(0.5, MAX_SPLAT_PX)
     else:
         rx, ry = _projected_extent(cloud.axes, KR, u, v, iz)
+    # Cull points at or behind the near plane and splats whose box misses the image (a box
+    # covers the pixel its centre falls in and pixel centres within rx, ry of it, so one
+    # missing [0, W] x [0, H] covers nothing). After a forward move many points lie beside
+    # the camera with footprints capped at MAX_SPLAT_PX: without this they would produce
+    # (2 MAX_SPLAT_PX + 1)^2 off-image candidates each.
+    keep = (z > NEAR) & (u + rx >= 0) & (u - rx <= width) & (v + ry >= 0) & (v - ry <= height)
+    idx = torch.nonzero(keep).squeeze(1)
+    radii = cloud.radii
+    if len(idx) < len(cloud):
+        ry = rx[idx] if ry is rx else ry[idx]
+        u, v, rx, radii = u[idx], v[idx], rx[idx], radii[idx]
+        zs = z[idx]
+    else:
+        idx, zs = torch.arange(len(cloud), device=device), z
     fu = u.floor()
     fv = v.floor()
     du = u.sub_(fu).sub_(0.5)  # splat centre minus pixel centre, in [-0.5, 0.5)
     dv = v.sub_(fv).sub_(0.5)
-    behind = z <= NEAR
-    fu.masked_fill_(behind, -1.0)  # off-screen
     # ring k (pixels k steps from the one the centre falls in) is reached iff |du| + rx >= k
-    reach = torch.maximum(du.abs().add_(rx), dv.abs().add_(ry)).masked_fill_(behind, 0.0)
+    reach = torch.maximum(du.abs().add_(rx), dv.abs().add_(ry))
 
-    # Candidates: the pixel each centre falls in (always covered); then, for splats reaching
-    # past it, the one or three neighbours of a splat under a pixel wide, and whole rings of
-    # pixels for the few wider ones. No candidate list is ever expanded for all points.
-    idx = torch.arange(len(cloud), device=device)
-    parts = [_candidates(fu, fv, du, dv, z, cloud.radii, idx, width, height)]
+    # Candidates, for the kept points (`idx` maps them back to the cloud): the pixel each
+    # centre falls in (always covered); then, for splats reaching past it, the one or three
+    # neighbours of a splat under a pixel wide, and whole rings of pixels for the few wider
+    # ones. No candidate list is ever expanded for all points.
+    parts = [_candidates(fu, fv, du, dv, zs, radii, idx, width, height)]
     ext = torch.nonzero(reach >= 1).squeeze(1)
     if len(ext):
         fu_e, fv_e, du_e, dv_e = fu[ext], fv[ext], du[ext], dv[ext]
-        z_e, r_e, rx_e = z[ext], cloud.radii[ext], rx[ext]
+        z_e, r_e, rx_e = zs[ext], radii[ext], rx[ext]
         ry_e = rx_e if ry is rx else ry[ext]
         wide = (rx_e >= 1) | (ry_e >= 1)
         # under a pixel wide, a splat reaches at most one more column and one more row
@@ -162,14 +174,23 @@ def _visible_points(
         for a, b, skip in ((ex, 0.0, no_x), (0.0, ey, no_y), (ex, ey, no_x | no_y)):
             parts.append(
                 _candidates(
-                    fu_e + a, fv_e + b, du_e - a, dv_e - b, z_e, r_e, ext, width, height, skip=skip
+                    fu_e + a,
+                    fv_e + b,
+                    du_e - a,
+                    dv_e - b,
+                    z_e,
+                    r_e,
+                    idx[ext],
+                    width,
+                    height,
+                    skip=skip,
                 )
             )
         big = ext[wide]
         k = 1
         while len(big := big[reach[big] >= k]):
             parts.append(
-                _ring_candidates(big, k, fu, fv, du, dv, rx, ry, z, cloud.radii, width, height)
+                _ring_candidates(big, k, fu, fv, du, dv, rx, ry, zs, radii, idx, width, height)
             )
             k += 1
 
@@ -221,10 +242,12 @@ def _ring_candidates(
     ry: Tensor,
     z: Tensor,
     radii: Tensor,
+    idx: Tensor,
     width: int,
     height: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Candidates on ring k (the 8k pixels k steps from the centre's pixel) of points `sel`."""
+    """Candidates on ring k (the 8k pixels k steps from the centre's pixel) of points `sel`
+    (positions in the per-point arrays; `idx` gives their indices in the cloud)."""
     ring = [(i, j) for i in range(-k, k + 1) for j in range(-k, k + 1) if max(abs(i), abs(j)) == k]
     ii = torch.tensor([o[0] for o in ring], device=sel.device, dtype=torch.float32)
     jj = torch.tensor([o[1] for o in ring], device=sel.device, dtype=torch.float32)
@@ -241,7 +264,7 @@ def _ring_candidates(
         dv_r,
         z[sel].repeat_interleave(m),
         radii[sel].repeat_interleave(m),
-        sel.repeat_interleave(m),
+        idx[sel].repeat_interleave(m),
         width,
         height,
         skip=outside,
