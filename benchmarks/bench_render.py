@@ -1,7 +1,10 @@
-"""Rendering speed: 1M points into 512x512 and 720x480, against a NumPy `np.minimum.at` z-buffer.
+"""Rendering speed: 1M points into 512x512 and 720x480, against a NumPy `np.minimum.at` z-buffer;
+and a world fused along a forward journey, rendered after a further forward move.
 
-Not a test. Run: `PYTHONPATH=src python benchmarks/bench_render.py [--threads N]`. Prints one
-table; the figures for this machine are in benchmarks/README.md.
+Not a test. Run: `PYTHONPATH=src python benchmarks/bench_render.py [--threads N] [--before REV]`.
+Prints the tables; the figures for this machine are in benchmarks/README.md. `--before REV`
+also times `scene/raster.py` as it was at git revision REV on the journey views (same run,
+taking turns) and checks that both render the same pixels.
 
 Each timing is the median over REPEATS runs, the two renderers taking turns, of both wall time
 and this process's CPU time (user + system). On a shared machine the wall time swings with the
@@ -11,17 +14,27 @@ load of other processes; the CPU time is the work done, and with one thread the 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from dreamjourney.camera import Cameras, look_at
-from dreamjourney.scene import World, rasterize, unproject
+from dreamjourney.camera.trajectories import make_trajectory
+from dreamjourney.io.images import load_image
+from dreamjourney.scene import World, heuristic_depth, rasterize, unproject
+
+REPO = Path(__file__).resolve().parents[1]
 
 REPEATS = 7
 
@@ -85,12 +98,94 @@ VIEWS = {
 }
 
 
+def raster_at(rev: str) -> ModuleType:
+    """`dreamjourney.scene.raster` as it was at git revision `rev`, imported under another name."""
+    code = subprocess.run(
+        ["git", "show", f"{rev}:src/dreamjourney/scene/raster.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    name = f"raster_{rev}"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    exec(compile(code, f"{rev}:raster.py", "exec"), module.__dict__)
+    return module
+
+
+def journey_world(segments: int = 2) -> tuple[World, Cameras]:
+    """The example photo at 512x384 lifted with the heuristic depth, then `segments` forward
+    segments (8 frames, half the scene scale each, as `dreamjourney journey` lays them out)
+    in which frames 4 and 8 add their newly seen pixels (the photo again, its heuristic depth
+    scaled to the rendered one) as the pipeline adds completed frames. Returns the world and
+    the cameras of the next segment."""
+    photo = load_image(REPO / "examples" / "garden.png")
+    photo = F.interpolate(photo[None], size=(384, 512), mode="area")[0]
+    camera = Cameras.create(torch.eye(4), width=512, height=384, fov_deg=60.0)
+    world = World()
+    world.add_frame(photo, heuristic_depth(photo, camera), camera, new_only=False)
+    scale = world.median_depth(camera)
+
+    def segment(start: Cameras) -> Cameras:
+        return make_trajectory("forward", 9, scene_scale=scale, width=512, height=384, start=start)[
+            1:
+        ]
+
+    for _ in range(segments):
+        cams = segment(camera)
+        for i in (3, 7):
+            seen = world.render(cams[i])
+            depth = heuristic_depth(photo, cams[i])
+            known = seen.mask[0]
+            depth *= seen.depth[0][known].median() / depth[known].median()
+            world.add_frame(photo, depth, cams[i], new_only=True)
+        camera = cams[-1]
+    return world, segment(camera)
+
+
+def bench_journey(before: ModuleType | None) -> None:
+    world, cams = journey_world()
+    cloud = world.cloud
+    print(
+        f"\nfused journey world ({len(cloud):,} points), 512x384, the next forward segment"
+        + ("" if before is None else f" (before: raster.py at {before.__name__})")
+    )
+    print(
+        "frame   in front   centre in image   rasterize wall / CPU ms   before wall / CPU ms   same"
+    )
+    for i in (0, 3, 7):
+        view = cams[i]
+        fns: list[Callable[[], object]] = [lambda: rasterize(cloud, view)]  # noqa: B023
+        if before is not None:
+            fns.append(lambda: before.rasterize(cloud, view))  # noqa: B023
+        times = timed(*fns, repeats=3)
+        uv, z = view.project(cloud.points)
+        front = z[0] > 0
+        inside = front & (uv[0] >= 0).all(-1) & (uv[0, :, 0] < 512) & (uv[0, :, 1] < 384)
+        row = f"{i + 1:5d}   {front.sum().item():8,d}   {inside.sum().item():15,d}"
+        row += f"   {times[0][0]:10.1f} / {times[0][1]:6.1f}"
+        if before is not None:
+            a, b = rasterize(cloud, view), before.rasterize(cloud, view)
+            same = torch.equal(a.index, b.index) and torch.equal(a.image, b.image)
+            row += f"         {times[1][0]:8.1f} / {times[1][1]:6.1f}     {same}"
+        print(row)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    threads = parser.parse_args().threads
-    if threads is not None:
-        torch.set_num_threads(threads)
+    parser.add_argument(
+        "--before", default=None, help="git revision whose raster.py to time on the journey views"
+    )
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    before = None if args.before is None else raster_at(args.before)
+    if before is not None:
+        before.__name__ = args.before
     image, depth, cam = synthetic_frame(1000)
     cloud = unproject(image, depth, cam)
     print(
@@ -147,6 +242,7 @@ def main() -> None:
         f"render + unproject + fuse of a moved {pixels:,} px view into a {len(world):,}-point "
         f"world: {wall:.1f} ms wall ({cpu:.1f} ms CPU), {pixels / wall / 1e3:.2f} M px/s"
     )
+    bench_journey(before)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamjourney.camera import Cameras, look_at
-from dreamjourney.scene import PointCloud, rasterize, render_padded, unproject
+from dreamjourney.scene import PointCloud, raster, rasterize, render_padded, unproject
 from scene_analytic import render_truth, seen_from, trace
 
 SIZE = 64
@@ -124,6 +124,32 @@ def test_splat_grows_when_seen_from_nearer():
     assert near.sum().item() == (2 * math.floor(fx * 0.2 / 2 + 0.5)) ** 2
 
 
+def test_wide_splat_is_clipped_to_the_image(monkeypatch):
+    """A 10-pixel-wide splat centred at pixel (0.25, 0.25) covers the 5x5 pixels of the image
+    whose centres it reaches, and its box makes candidates for those pixels alone."""
+    cam = camera(size=16)
+    fx, cx = cam.fx[0].item(), cam.K[0, 0, 2].item()
+    z = 2.0
+    xy = (0.25 - cx) * z / fx
+    cloud = PointCloud(
+        torch.tensor([[xy, xy, z]]), torch.ones(1, 3), torch.tensor([5.0 * z / fx]), torch.zeros(1)
+    )
+    counts = []
+    real = raster._box_candidates
+
+    def counting(*args, **kwargs):
+        out = real(*args, **kwargs)
+        counts.append(len(out[0]))
+        return out
+
+    monkeypatch.setattr(raster, "_box_candidates", counting)
+    mask = rasterize(cloud, cam).mask[0]
+    expected = torch.zeros(16, 16, dtype=torch.bool)
+    expected[:5, :5] = True
+    assert torch.equal(mask, expected)
+    assert counts == [25]
+
+
 def test_points_behind_or_outside_render_nothing():
     cam = camera(size=16)
     cloud = PointCloud(
@@ -134,6 +160,42 @@ def test_points_behind_or_outside_render_nothing():
     assert not out.mask.any() and (out.index == -1).all() and (out.depth == 0).all()
     assert (out.image == 0.25).all()
     assert not rasterize(PointCloud.empty(), cam).mask.any()
+
+
+@pytest.mark.parametrize("n", [500, 2000], ids=["few", "many"])
+def test_splats_off_the_image_or_behind_make_no_candidates(source, monkeypatch, n):
+    """Points beside, behind or at the camera, with footprints capped at MAX_SPLAT_PX, cost
+    at most one (dumped) candidate each, or none when they are many (they are dropped), and
+    change nothing in the render."""
+    cam, _, _, cloud = source
+    g = torch.Generator().manual_seed(0)
+    side = torch.rand(n, generator=g) * 0.2 + 0.05  # 0.05-0.25 units from the optical axis...
+    ang = torch.rand(n, generator=g) * 2 * math.pi
+    z = torch.rand(n, generator=g) * 0.04 - 0.02  # ...and about level with the camera
+    beside = torch.stack([side * ang.cos(), side * ang.sin(), z], 1)
+    big = PointCloud(beside, torch.rand(n, 3, generator=g), torch.full((n,), 0.05), torch.zeros(n))
+    off = PointCloud(beside, big.colors, big.radii, big.times, torch.zeros(n, 2, 3) + 0.03)
+    counts = []
+
+    def counting(make):
+        def wrapped(*args, **kwargs):
+            out = make(*args, **kwargs)
+            counts.append(len(out[0]))
+            return out
+
+        return wrapped
+
+    for name in ("_candidates", "_box_candidates"):
+        monkeypatch.setattr(raster, name, counting(getattr(raster, name)))
+    assert not rasterize(big, cam).mask.any()
+    assert sum(counts) == 0
+    counts.clear()
+    alone = rasterize(cloud, cam)
+    visible = sum(counts)
+    counts.clear()
+    both = rasterize(PointCloud.cat([cloud, off]), cam)
+    assert sum(counts) == (visible + n if 4 * n <= len(cloud) + n else visible)
+    assert torch.equal(both.index, alone.index) and torch.equal(both.image, alone.image)
 
 
 def test_batched_cameras_equal_single_renders(source):

@@ -5,8 +5,10 @@ parallelogram of its footprint axes when the cloud has them (so a slanted surfac
 as thin or as wide as it looks from this camera), else a sphere of its radius
 (`f * radius / z` pixels). Half-sizes are at least half a pixel (a point always covers the
 pixel it falls in) and at most MAX_SPLAT_PX. A splat covers the pixels whose centres lie inside
-its box. Visibility takes two scatter passes, both reductions whose
-result does not depend on the order of writes:
+its box; points at or behind the near plane and splats whose box misses the image are culled
+before any candidate pixel is made, and boxes are clipped to the image, so the work is that of
+the visible splats. Visibility takes two scatter passes, both reductions whose result does not
+depend on the order of writes:
 
 1. z-buffer: the minimum depth of all splats covering each pixel (`scatter_reduce_` "amin").
 2. winner: among the splats that lie on that front surface (depth within `DEPTH_TOLERANCE`
@@ -135,24 +137,43 @@ def _visible_points(
         ry = rx if bool(K[0, 0] == K[1, 1]) else (r * K[1, 1]).clamp_(0.5, MAX_SPLAT_PX)
     else:
         rx, ry = _projected_extent(cloud.axes, KR, u, v, iz)
+    # Cull points at or behind the near plane and splats whose box misses the image (a box
+    # covers the pixel its centre falls in and pixel centres within rx, ry of it, so one
+    # missing [0, W] x [0, H] covers nothing). After a forward move many points lie beside
+    # the camera with footprints capped at MAX_SPLAT_PX: without this they would produce
+    # (2 MAX_SPLAT_PX + 1)^2 off-image candidates each.
+    cull = (u - width / 2).abs_().sub_(rx) > width / 2
+    cull |= (v - height / 2).abs_().sub_(ry) > height / 2
+    cull |= z <= NEAR
+    radii, z_kept = cloud.radii, z
+    n_cull = int(cull.sum())
+    if n_cull > len(cloud) // 4:  # drop them: every later pass gets shorter
+        idx = torch.nonzero(cull.logical_not_()).squeeze(1)
+        round_ = ry is rx
+        rows = [u, v, rx, radii, z_kept] + ([] if round_ else [ry])
+        u, v, rx, radii, z_kept, *rest = torch.stack(rows).index_select(1, idx).unbind(0)
+        ry = rx if round_ else rest[0]
+    else:  # cheaper to send each to the dump pixel below than to compact the arrays
+        idx = torch.arange(len(cloud), device=device)
     fu = u.floor()
     fv = v.floor()
     du = u.sub_(fu).sub_(0.5)  # splat centre minus pixel centre, in [-0.5, 0.5)
     dv = v.sub_(fv).sub_(0.5)
-    behind = z <= NEAR
-    fu.masked_fill_(behind, -1.0)  # off-screen
-    # ring k (pixels k steps from the one the centre falls in) is reached iff |du| + rx >= k
-    reach = torch.maximum(du.abs().add_(rx), dv.abs().add_(ry)).masked_fill_(behind, 0.0)
+    # a splat reaches past the pixel its centre falls in iff |du| + rx >= 1 (or likewise in v)
+    reach = torch.maximum(du.abs().add_(rx), dv.abs().add_(ry))
+    if 0 < n_cull <= len(cloud) // 4:
+        fu.masked_fill_(cull, -1.0)
+        reach.masked_fill_(cull, 0.0)
 
-    # Candidates: the pixel each centre falls in (always covered); then, for splats reaching
-    # past it, the one or three neighbours of a splat under a pixel wide, and whole rings of
-    # pixels for the few wider ones. No candidate list is ever expanded for all points.
-    idx = torch.arange(len(cloud), device=device)
-    parts = [_candidates(fu, fv, du, dv, z, cloud.radii, idx, width, height)]
+    # Candidates, for the kept points (`idx` maps them back to the cloud): the pixel each
+    # centre falls in (always covered); then, for splats reaching past it, the one or three
+    # neighbours of a splat under a pixel wide, and the in-image pixels of the box of each
+    # wider one. No candidate list is ever expanded for all points.
+    parts = [_candidates(fu, fv, du, dv, z_kept, radii, idx, width, height)]
     ext = torch.nonzero(reach >= 1).squeeze(1)
     if len(ext):
         fu_e, fv_e, du_e, dv_e = fu[ext], fv[ext], du[ext], dv[ext]
-        z_e, r_e, rx_e = z[ext], cloud.radii[ext], rx[ext]
+        z_e, r_e, rx_e = z_kept[ext], radii[ext], rx[ext]
         ry_e = rx_e if ry is rx else ry[ext]
         wide = (rx_e >= 1) | (ry_e >= 1)
         # under a pixel wide, a splat reaches at most one more column and one more row
@@ -162,16 +183,22 @@ def _visible_points(
         for a, b, skip in ((ex, 0.0, no_x), (0.0, ey, no_y), (ex, ey, no_x | no_y)):
             parts.append(
                 _candidates(
-                    fu_e + a, fv_e + b, du_e - a, dv_e - b, z_e, r_e, ext, width, height, skip=skip
+                    fu_e + a,
+                    fv_e + b,
+                    du_e - a,
+                    dv_e - b,
+                    z_e,
+                    r_e,
+                    idx[ext],
+                    width,
+                    height,
+                    skip=skip,
                 )
             )
         big = ext[wide]
-        k = 1
-        while len(big := big[reach[big] >= k]):
-            parts.append(
-                _ring_candidates(big, k, fu, fv, du, dv, rx, ry, z, cloud.radii, width, height)
-            )
-            k += 1
+        parts.append(
+            _box_candidates(big, fu, fv, du, dv, rx, ry, z_kept, radii, idx, width, height)
+        )
 
     zbuf = torch.full((hw + 1,), float("inf"), device=device)
     for pix, zs, _, _, _ in parts:
@@ -210,9 +237,8 @@ def _candidates(
     return pix, z, radii, torch.addcmul(du * du, dv, dv), idx
 
 
-def _ring_candidates(
+def _box_candidates(
     sel: Tensor,
-    k: int,
     fu: Tensor,
     fv: Tensor,
     du: Tensor,
@@ -221,31 +247,37 @@ def _ring_candidates(
     ry: Tensor,
     z: Tensor,
     radii: Tensor,
+    idx: Tensor,
     width: int,
     height: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Candidates on ring k (the 8k pixels k steps from the centre's pixel) of points `sel`."""
-    ring = [(i, j) for i in range(-k, k + 1) for j in range(-k, k + 1) if max(abs(i), abs(j)) == k]
-    ii = torch.tensor([o[0] for o in ring], device=sel.device, dtype=torch.float32)
-    jj = torch.tensor([o[1] for o in ring], device=sel.device, dtype=torch.float32)
-    m = len(ring)
-    du_r = (du[sel][:, None] - ii).reshape(-1)
-    dv_r = (dv[sel][:, None] - jj).reshape(-1)
-    outside = (du_r.abs() > rx[sel].repeat_interleave(m)) | (
-        dv_r.abs() > ry[sel].repeat_interleave(m)
-    )
-    return _candidates(
-        (fu[sel][:, None] + ii).reshape(-1),
-        (fv[sel][:, None] + jj).reshape(-1),
-        du_r,
-        dv_r,
-        z[sel].repeat_interleave(m),
-        radii[sel].repeat_interleave(m),
-        sel.repeat_interleave(m),
-        width,
-        height,
-        skip=outside,
-    )
+    """Candidates for every pixel of the image whose centre lies in the box of points `sel`
+    (positions in the per-point arrays; `idx` gives their indices in the cloud).
+
+    Pixel (fu + i, fv + j) is in the box iff |du - i| <= rx and |dv - j| <= ry; each box is
+    clipped to the image first, so a splat's work is at most its visible part. The centre's
+    own pixel comes again here (the reductions do not mind a repeat)."""
+    fu_s, fv_s, du_s, dv_s, rx_s, ry_s = fu[sel], fv[sel], du[sel], dv[sel], rx[sel], ry[sel]
+    i0 = torch.maximum((du_s - rx_s).ceil_(), -fu_s)
+    i1 = torch.minimum((du_s + rx_s).floor_(), (width - 1) - fu_s)
+    j0 = torch.maximum((dv_s - ry_s).ceil_(), -fv_s)
+    j1 = torch.minimum((dv_s + ry_s).floor_(), (height - 1) - fv_s)
+    nx = (i1 - i0 + 1).clamp_(min=0).long()
+    count = nx * (j1 - j0 + 1).clamp_(min=0).long()
+    owner = torch.repeat_interleave(count)  # (C,) position in `sel` of each candidate
+    # one gather per dtype of the per-box values each candidate needs
+    fl = torch.stack([du_s, dv_s, i0, j0, z[sel], radii[sel]], 1).index_select(0, owner)
+    first = count.cumsum(0).sub_(count)
+    pix0 = (fv_s + j0).long().mul_(width).add_((fu_s + i0).long())
+    ints = torch.stack([first, nx, pix0, idx[sel]], 1).index_select(0, owner)
+    at = torch.arange(len(owner), device=sel.device).sub_(ints[:, 0])
+    j = at.div(ints[:, 1], rounding_mode="floor")
+    i = at.sub_(j * ints[:, 1])
+    # distances as the other candidates get them: centre offset minus whole pixel steps
+    du_c = fl[:, 0] - (fl[:, 2] + i)
+    dv_c = fl[:, 1] - (fl[:, 3] + j)
+    pix = j.mul_(width).add_(i).add_(ints[:, 2])
+    return pix, fl[:, 4], fl[:, 5], torch.addcmul(du_c * du_c, dv_c, dv_c), ints[:, 3]
 
 
 def _projected_extent(
