@@ -95,6 +95,7 @@ def inpaint_frame(
     detail_gain: float = 0.6,
     detail_sigma: float = 2.0,
     mirror_sigma: float = 16.0,
+    match: float = 0.1,
     grain: float = 0.006,
     vertical: float = 2.0,
     seed: int = 0,
@@ -107,7 +108,8 @@ def inpaint_frame(
     distances counted `vertical` times: scenes are layered in rows, so a hole between sky above
     and ground beside it is continued from the side) plus `detail_gain` times the texture (frame minus its
     Gaussian blur of `detail_sigma` pixels) mirrored across the hole boundary (the mirror
-    offsets are smoothed over `mirror_sigma` pixels), plus monochrome grain of standard
+    offsets are smoothed over `mirror_sigma` pixels; texture whose mean colour (over
+    `4 * detail_sigma` pixels) differs from that at the nearest boundary pixel by much more than `match` is faded out), plus monochrome grain of standard
     deviation `grain` (deterministic per `seed`) faded in over the `band` pixels after the
     band. Deterministic; a frame with no known pixel comes back mid-grey.
     """
@@ -137,9 +139,15 @@ def inpaint_frame(
         ry = np.clip(np.rint(yy + 2 * offset[:, 0]).astype(np.int64), 0, h - 1)
         rx = np.clip(np.rint(xx + 2 * offset[:, 1]).astype(np.int64), 0, w - 1)
         sy, sx = near_y[ry, rx], near_x[ry, rx]
-        detail = img[sy, sx] - _masked_blur(img, have, detail_sigma)[sy, sx]
-        # a mirror point that fell into the hole was snapped to its edge: fade that texture out
-        detail *= np.exp(-dist[ry, rx] / max(band, 1.0))[:, None]
+        low = _masked_blur(img, have, detail_sigma)
+        detail = img[sy, sx] - low[sy, sx]
+        # copy texture only from a source that looks like the boundary the fill starts from
+        # (grass next to grass, not a house's edges into the sky), and not where a mirror point
+        # that fell into the hole was snapped to its edge
+        region = _masked_blur(img, have, 4 * detail_sigma)
+        alike = region[sy, sx] - region[near_y[yy, xx], near_x[yy, xx]]
+        alike = np.exp(-((alike / match) ** 2).sum(1))
+        detail *= (alike * np.exp(-dist[ry, rx] / max(band, 1.0)))[:, None]
         noise = np.random.default_rng(seed).standard_normal(len(yy)).astype(np.float32)
         fade = np.clip((dist[yy, xx] - band) / max(band, 1.0), 0.0, 1.0)
         fill[yy, xx] = base + detail_gain * detail + (grain * noise * fade)[:, None]
