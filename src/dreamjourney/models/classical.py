@@ -104,13 +104,14 @@ def inpaint_frame(
 
     Hole pixels within `band` pixels of a known pixel are inpainted by OpenCV (`method`
     `"telea"` or `"ns"`, `radius` in pixels); a hole no wider than that gets nothing else.
-    Deeper pixels get `smooth_extension` (whose nearest known pixel is found with vertical
-    distances counted `vertical` times: scenes are layered in rows, so a hole between sky above
-    and ground beside it is continued from the side) plus `detail_gain` times the texture (frame minus its
-    Gaussian blur of `detail_sigma` pixels) mirrored across the hole boundary (the mirror
-    offsets are smoothed over `mirror_sigma` pixels; texture whose mean colour (over
-    `4 * detail_sigma` pixels) differs from that at the nearest boundary pixel by much more than `match` is faded out), plus monochrome grain of standard
-    deviation `grain` (deterministic per `seed`) faded in over the `band` pixels after the
+    Deeper pixels get `smooth_extension` (its nearest known pixel found with vertical distances
+    counted `vertical` times: scenes are layered in rows, so a hole between sky above and
+    ground beside it is continued from the side), plus `detail_gain` times the texture (frame
+    minus its Gaussian blur of `detail_sigma` pixels) mirrored across the hole boundary (mirror
+    offsets smoothed over `mirror_sigma` pixels; texture whose mean colour over
+    `4 * detail_sigma` pixels differs from that at the nearest boundary pixel by much more than
+    `match` is faded out), plus monochrome grain of standard deviation `grain` (deterministic
+    per `seed`) faded in over the `band` pixels after the
     band. Deterministic; a frame with no known pixel comes back mid-grey.
     """
     if bool(known.all()):
