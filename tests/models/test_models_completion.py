@@ -291,7 +291,8 @@ def test_inpaint_frame_continues_texture_into_a_wide_border_band():
     known[:, :24] = False
     holes = torch.where(known[None], image, torch.zeros_like(image))
 
-    def ripple(img: torch.Tensor) -> float:  # horizontal detail inside the band, away from its edge
+    def ripple(img: torch.Tensor) -> float:
+        """Horizontal detail inside the band, away from its edge."""
         return float(img[:, :, :16].diff(dim=2).abs().mean())
 
     new, old = inpaint_frame(holes, known, grain=0.0), _telea(holes, known)

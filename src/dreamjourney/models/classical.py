@@ -3,10 +3,11 @@
 One frame is filled in three passes (`inpaint_frame`): every hole pixel takes the colour of its
 nearest known pixel, averaged coarse-to-fine on a Gaussian pyramid more widely the deeper it
 lies in the hole (`smooth_extension`: large regions such as sky or ground become smooth
-gradients, not the streaks OpenCV inpainting draws across a large hole); the fine texture of the known region is continued into
-the hole by mirroring it across the hole boundary, plus a mild fixed grain, so large fills do
-not look like flat paint; and only the thin band along the boundary is inpainted with OpenCV
-(Telea or Navier-Stokes), which joins the fill to the known pixels without a seam.
+gradients, not the streaks OpenCV inpainting draws across a large hole); the fine texture of
+the known region is continued into the hole by mirroring it across the hole boundary, plus a
+mild fixed grain, so large fills do not look like flat paint; and only the thin band along the
+boundary is inpainted with OpenCV (Telea or Navier-Stokes), which joins the fill to the known
+pixels without a seam.
 
 With a `CompletionContext` that can re-render: inpaint the clip's last frame once, let the
 pipeline lift it into (a copy of) the world and re-render all cameras, take the re-rendered
