@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from dreamjourney.camera import Cameras
+from dreamjourney.errors import InputError
+from dreamjourney.io.images import to_uint8
 from dreamjourney.models.classical import ClassicalCompleter, inpaint_frame
 from dreamjourney.models.guided import GuidedCompleter
 from dreamjourney.models.protocols import Completer, CompletionContext
@@ -241,3 +244,66 @@ def test_guided_first_last_frame_conditioning(wan_guided, masked_clip):
         completer.condition_last_frame = False
     assert _known_equal(out, frames, masks)
     assert torch.isfinite(completer.last_trace.raw).all()
+
+
+def _telea(frame: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """The previous offline fill: OpenCV Telea over the whole hole."""
+    holes = (~known).numpy().astype(np.uint8) * 255
+    out = cv2.inpaint(to_uint8(frame), holes, 5.0, cv2.INPAINT_TELEA)
+    return torch.from_numpy(out).permute(2, 0, 1).float() / 255.0
+
+
+def _gradient_with_holes() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 48x64 smooth 2-D colour gradient, a 16 px band at the left border and a square blob."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 64), indexing="ij")
+    image = torch.stack([0.2 + 0.6 * xx, 0.2 + 0.6 * yy, 0.2 + 0.3 * (xx + yy)])
+    known = torch.ones(48, 64, dtype=torch.bool)
+    known[:, :16] = False
+    known[16:40, 24:48] = False
+    return image, known
+
+
+def test_inpaint_frame_fills_large_holes_and_keeps_known_pixels():
+    image, known = _gradient_with_holes()
+    holes = torch.where(known[None], image, torch.zeros_like(image))
+    out = inpaint_frame(holes, known)
+    assert torch.equal(out[:, known], holes[:, known])
+    # no hole left: the image is nowhere darker than 0.2, so no fill pixel is near black
+    assert torch.isfinite(out).all() and out[:, ~known].min() > 0.1 and out.max() <= 1.0
+    assert torch.equal(out, inpaint_frame(holes, known))  # deterministic
+
+
+def test_inpaint_frame_smooth_gradient_is_closer_to_the_truth_than_opencv_alone():
+    image, known = _gradient_with_holes()
+    blob_only = known | (torch.arange(64) < 16)
+    for mask in (known, blob_only):
+        holes = torch.where(mask[None], image, torch.zeros_like(image))
+        new = (inpaint_frame(holes, mask) - image)[:, ~mask].abs().mean()
+        old = (_telea(holes, mask) - image)[:, ~mask].abs().mean()
+        assert new < 0.92 * old
+
+
+def test_inpaint_frame_continues_texture_into_a_wide_border_band():
+    # vertical stripes 4 px wide; the left 24 columns are missing
+    stripes = ((torch.arange(64) // 4) % 2).float() * 0.6 + 0.2
+    image = stripes.expand(3, 48, 64).clone()
+    known = torch.ones(48, 64, dtype=torch.bool)
+    known[:, :24] = False
+    holes = torch.where(known[None], image, torch.zeros_like(image))
+
+    def ripple(img: torch.Tensor) -> float:
+        """Horizontal detail inside the band, away from its edge."""
+        return float(img[:, :, :16].diff(dim=2).abs().mean())
+
+    new, old = inpaint_frame(holes, known, grain=0.0), _telea(holes, known)
+    assert ripple(new) > 3 * ripple(old)
+    assert ripple(new) > 0.2 * ripple(image)
+
+
+def test_classical_completer_rejects_bad_parameters():
+    with pytest.raises(InputError, match="grain"):
+        ClassicalCompleter(grain=-1.0)
+    with pytest.raises(InputError, match="vertical"):
+        ClassicalCompleter(vertical=0.0)
+    with pytest.raises(InputError, match="method"):
+        ClassicalCompleter(method="magic")
