@@ -19,7 +19,7 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/dreamjourney journey examples/garden.png --preset offline --trajectory pan-left \
 		--segments 2 --frames 12 --size 384x288 --out $(OUT) --resume
-	@echo "video: $(OUT)/video.mp4 (contact sheet: $(OUT)/contact_sheet.png)"
+	@echo "contact sheet: $(OUT)/contact_sheet.png, path over the world: $(OUT)/trajectory.png"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
