@@ -78,7 +78,33 @@ class GuidedTrace:
     latent_error: float = 0.0
 
 
-class _WanI2V:
+class _I2VModel:
+    """What the Wan and CogVideoX adapters share: prompt encoding and the VAE's input layout."""
+
+    pipe: Any
+    owner: GuidedCompleter
+    text_length: int
+    cfg: bool
+
+    def encode_prompt(self, prompt: str) -> tuple[Tensor, Any]:
+        """Prompt embeddings, and negative-prompt ones (None without classifier-free guidance)."""
+        owner = self.owner
+        self.cfg = owner.cfg_scale > 1.0
+        return self.pipe.encode_prompt(
+            prompt=prompt,
+            negative_prompt=owner.negative_prompt,
+            do_classifier_free_guidance=self.cfg,
+            max_sequence_length=owner.max_sequence_length or self.text_length,
+            device=self.pipe._execution_device,
+        )
+
+    def vae_input(self, video: Tensor) -> Tensor:
+        """`(T,3,H,W)` in [0,1] -> `(1,3,T,H,W)` in [-1,1] on the VAE's device and dtype."""
+        vae = self.pipe.vae
+        return (video * 2 - 1).permute(1, 0, 2, 3)[None].to(self.pipe._execution_device, vae.dtype)
+
+
+class _WanI2V(_I2VModel):
     """Wan I2V (2.1 with a CLIP image encoder, or without one) in flow-matching form."""
 
     default_model = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
@@ -104,7 +130,7 @@ class _WanI2V:
     def encode(self, video: Tensor) -> Tensor:
         """`(T,3,H,W)` in [0,1] -> normalised latents `(1,C,L,h,w)`."""
         vae = self.pipe.vae
-        x = (video * 2 - 1).permute(1, 0, 2, 3)[None].to(self.pipe._execution_device, vae.dtype)
+        x = self.vae_input(video)
         z = vae.encode(x).latent_dist.mode().float()
         return (z - self.mean.to(z)) / self.std.to(z)
 
@@ -121,14 +147,7 @@ class _WanI2V:
         owner, pipe = self.owner, self.pipe
         device = pipe._execution_device
         frames, _, height, width = video.shape
-        self.cfg = owner.cfg_scale > 1.0
-        embeds, negative = pipe.encode_prompt(
-            prompt=prompt,
-            negative_prompt=owner.negative_prompt,
-            do_classifier_free_guidance=self.cfg,
-            max_sequence_length=owner.max_sequence_length or self.text_length,
-            device=device,
-        )
+        embeds, negative = self.encode_prompt(prompt)
         dtype = pipe.transformer.dtype
         first, last = to_pil(video[0]), to_pil(video[-1])
         self.image_embeds = None
@@ -168,7 +187,7 @@ class _WanI2V:
         return x - self.sigmas[i] * v.float()
 
 
-class _CogVideoXI2V:
+class _CogVideoXI2V(_I2VModel):
     """CogVideoX 1.0 I2V (v- or epsilon-prediction DDPM), run in flow-matching form."""
 
     default_model = "THUDM/CogVideoX-5b-I2V"
@@ -192,7 +211,7 @@ class _CogVideoXI2V:
     def encode(self, video: Tensor) -> Tensor:
         """`(T,3,H,W)` in [0,1] -> scaled latents `(1,L,C,h,w)`."""
         vae = self.pipe.vae
-        x = (video * 2 - 1).permute(1, 0, 2, 3)[None].to(self.pipe._execution_device, vae.dtype)
+        x = self.vae_input(video)
         z = vae.encode(x).latent_dist.mode().float() * self.scale
         return z.permute(0, 2, 1, 3, 4)
 
@@ -209,14 +228,7 @@ class _CogVideoXI2V:
         owner, pipe = self.owner, self.pipe
         device = pipe._execution_device
         frames, _, height, width = video.shape
-        self.cfg = owner.cfg_scale > 1.0
-        embeds, negative = pipe.encode_prompt(
-            prompt=prompt,
-            negative_prompt=owner.negative_prompt,
-            do_classifier_free_guidance=self.cfg,
-            max_sequence_length=owner.max_sequence_length or self.text_length,
-            device=device,
-        )
+        embeds, negative = self.encode_prompt(prompt)
         dtype = pipe.transformer.dtype
         image = pipe.video_processor.preprocess(to_pil(video[0]), height=height, width=width)
         noise, image_latents = pipe.prepare_latents(
