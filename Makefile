@@ -18,7 +18,7 @@ setup: $(STAMP)
 # Re-runnable: a finished run of the same config is reported complete; an interrupted one resumes.
 run: $(STAMP)
 	$(VENV)/bin/dreamjourney journey examples/garden.png --preset offline --trajectory pan-left \
-		--segments 2 --frames 12 --size 384x288 --out $(OUT) --resume
+		--segments 4 --frames 16 --size 384x288 --out $(OUT) --resume
 	@echo "contact sheet: $(OUT)/contact_sheet.png, path over the world: $(OUT)/trajectory.png"
 
 lint: $(STAMP)

@@ -27,6 +27,12 @@ from dreamjourney.models.protocols import CompletionContext, Progress
 
 _METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
+# How much more a vertical step counts than a horizontal one when a hole pixel looks for the
+# known pixel it continues: camera moves reveal bands at the image sides, and a row-wise
+# continuation keeps ground below the horizon and sky above it (at 2, sky just above a large
+# ground hole won and was lifted into the world as blue fog over the grass within a segment).
+VERTICAL_WEIGHT = 8.0
+
 
 def smooth_extension(image: np.ndarray, dist: np.ndarray, near: np.ndarray) -> np.ndarray:
     """Continue the colours of the known region of `image` `(H,W,C)` into the hole, smoother
@@ -98,7 +104,7 @@ def inpaint_frame(
     mirror_sigma: float = 16.0,
     match: float = 0.1,
     grain: float = 0.006,
-    vertical: float = 2.0,
+    vertical: float = VERTICAL_WEIGHT,
     seed: int = 0,
 ) -> Tensor:
     """Fill `frame` `(3,H,W)` where `known` `(H,W)` is False; known pixels are returned unchanged.
@@ -174,7 +180,7 @@ class ClassicalCompleter:
         band: float = 4.0,
         detail_gain: float = 0.6,
         grain: float = 0.006,
-        vertical: float = 2.0,
+        vertical: float = VERTICAL_WEIGHT,
     ):
         from dreamjourney.errors import InputError
 
