@@ -13,9 +13,10 @@ from dreamjourney.cli.options import parse_size
 from dreamjourney.errors import InputError
 from dreamjourney.io.images import load_image
 from dreamjourney.io.rundir import SegmentRecord
+from dreamjourney.pipelines.journey import JourneyCallback
 
 
-class _RichCallback:
+class _RichCallback(JourneyCallback):
     """Segments bar, a bar for the steps of the current model call, a line per segment."""
 
     def __init__(self, progress: Progress):

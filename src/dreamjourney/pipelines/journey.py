@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,34 +83,27 @@ class JourneyConfig:
     max_points: int = 2_000_000
 
 
-class JourneyCallback(Protocol):
-    """Progress hooks the pipeline calls (the CLI draws Rich bars from them)."""
+class JourneyCallback:
+    """Progress hooks the pipeline calls; every hook does nothing here (the CLI subclasses this
+    to draw Rich bars)."""
 
-    def run_start(self, total: int, done: int) -> None: ...
+    def run_start(self, total: int, done: int) -> None:
+        """`total` segments in this run, `done` of them already finished."""
 
-    def segment_start(self, index: int) -> None: ...
+    def segment_start(self, index: int) -> None:
+        """Segment `index` begins."""
 
-    def model_start(self, name: str) -> None: ...
+    def model_start(self, name: str) -> None:
+        """A model call named `name` begins."""
 
-    def model_step(self, step: int, total: int) -> None: ...
+    def model_step(self, step: int, total: int) -> None:
+        """Step `step` of `total` inside the current model call."""
 
-    def segment_end(self, record: SegmentRecord) -> None: ...
+    def segment_end(self, record: SegmentRecord) -> None:
+        """A segment is done and on disk."""
 
-    def finishing(self, what: str) -> None: ...
-
-
-class _Silent:
-    def run_start(self, total: int, done: int) -> None: ...
-
-    def segment_start(self, index: int) -> None: ...
-
-    def model_start(self, name: str) -> None: ...
-
-    def model_step(self, step: int, total: int) -> None: ...
-
-    def segment_end(self, record: SegmentRecord) -> None: ...
-
-    def finishing(self, what: str) -> None: ...
+    def finishing(self, what: str) -> None:
+        """The run writes its final outputs (`what`)."""
 
 
 @dataclass
@@ -163,7 +156,7 @@ class JourneyPipeline:
         self.backends = backends
         self._model_seconds = 0.0
         self._scene_scale = 1.0
-        self._callback: JourneyCallback = _Silent()
+        self._callback: JourneyCallback = JourneyCallback()
 
     @classmethod
     def from_preset(
@@ -205,7 +198,7 @@ class JourneyPipeline:
             A `JourneyResult`; frames are in `out_dir/video.mp4`, one camera per frame in
             `out_dir/cameras.json`.
         """
-        self._callback = callback or _Silent()
+        self._callback = callback or JourneyCallback()
         image_path = Path(image)
         photo = load_image(image_path)
         photo_size = (photo.shape[2], photo.shape[1])
