@@ -98,6 +98,11 @@ class _I2VModel:
             device=self.pipe._execution_device,
         )
 
+    @staticmethod
+    def frames_from_vae(x: Tensor) -> Tensor:
+        """The VAE's `(1,3,T,H,W)` in [-1,1] -> `(T,3,H,W)` in [0,1] on the CPU."""
+        return ((x[0].permute(1, 0, 2, 3) + 1) / 2).clamp(0, 1).cpu()
+
     def vae_input(self, video: Tensor) -> Tensor:
         """`(T,3,H,W)` in [0,1] -> `(1,3,T,H,W)` in [-1,1] on the VAE's device and dtype."""
         vae = self.pipe.vae
@@ -138,7 +143,7 @@ class _WanI2V(_I2VModel):
         vae = self.pipe.vae
         z = z * self.std.to(z) + self.mean.to(z)
         x = vae.decode(z.to(vae.dtype), return_dict=False)[0].float()
-        return ((x[0].permute(1, 0, 2, 3) + 1) / 2).clamp(0, 1).cpu()
+        return self.frames_from_vae(x)
 
     def cell_mask(self, cells: Tensor, like: Tensor) -> Tensor:
         return cells[None, None].expand_as(like).to(like)
@@ -219,7 +224,7 @@ class _CogVideoXI2V(_I2VModel):
         vae = self.pipe.vae
         z = (z / self.scale).permute(0, 2, 1, 3, 4).to(vae.dtype)
         x = vae.decode(z).sample.float()
-        return ((x[0].permute(1, 0, 2, 3) + 1) / 2).clamp(0, 1).cpu()
+        return self.frames_from_vae(x)
 
     def cell_mask(self, cells: Tensor, like: Tensor) -> Tensor:
         return cells[None, :, None].expand_as(like).to(like)
