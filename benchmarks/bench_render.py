@@ -1,5 +1,6 @@
-"""Rendering speed: 1M points into 512x512 and 720x480, against a NumPy `np.minimum.at` z-buffer;
-and a world fused along a forward journey, rendered after a further forward move.
+"""Rendering speed: 1M points into 512x512 and 720x480 with both rasterizer kernels (compiled
+and torch), against a NumPy `np.minimum.at` z-buffer; and a world fused along a forward
+journey, rendered after a further forward move.
 
 Not a test. Run: `PYTHONPATH=src python benchmarks/bench_render.py [--threads N] [--before REV]`.
 Prints the tables; the figures for this machine are in benchmarks/README.md. `--before REV`
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 from dreamjourney.camera import Cameras, look_at
 from dreamjourney.camera.trajectories import make_trajectory
 from dreamjourney.io.images import load_image
-from dreamjourney.scene import World, heuristic_depth, rasterize, unproject
+from dreamjourney.scene import PointCloud, World, heuristic_depth, rasterize, unproject
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -188,13 +190,22 @@ def main() -> None:
         before.__name__ = args.before
     image, depth, cam = synthetic_frame(1000)
     cloud = unproject(image, depth, cam)
+    start = time.perf_counter()
+    rasterize(cloud, Cameras.create(torch.eye(4), width=8, height=8, fov_deg=60.0))
+    first = time.perf_counter() - start
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"numpy {np.__version__}; {len(cloud):,} points (a 1000x1000 frame)"
+        f"numba {numba.__version__}, numpy {np.__version__}; {len(cloud):,} points (a 1000x1000 "
+        f"frame); first render (compile, or load numba's cache) {first:.1f} s"
     )
     print(
-        "view          size     rasterize wall / CPU ms   numpy wall / CPU ms   speed-up (CPU)  holes: ours / numpy"
+        "wall / CPU ms per frame; 'new cloud' includes making its columns; speed-up: wall, NumPy "
+        "over compiled"
+    )
+    print(
+        "view     size       compiled        new cloud       torch kernel    numpy           "
+        "speed-up  same  holes"
     )
     pts, cols = np.ascontiguousarray(cloud.points.numpy().T), cloud.colors.numpy()
     for name, (eye, target) in VIEWS.items():
@@ -206,17 +217,24 @@ def main() -> None:
                 fov_deg=60.0,
             )
             K, w2c = view.K[0].numpy(), view.w2c[0].numpy()
-            (ours_w, ours_c), (base_w, base_c) = timed(
+
+            def new_cloud(view: Cameras = view) -> object:
+                fresh = PointCloud(cloud.points, cloud.colors, cloud.radii, cloud.times, cloud.axes)
+                return rasterize(fresh, view)
+
+            times = timed(
                 lambda: rasterize(cloud, view),  # noqa: B023
+                new_cloud,
+                lambda: rasterize(cloud, view, kernel="torch"),  # noqa: B023
                 lambda: numpy_zbuffer(pts, cols, K, w2c, width, height),  # noqa: B023
             )
-            holes = 1 - rasterize(cloud, view).mask.float().mean().item()
-            base_holes = np.isinf(numpy_zbuffer(pts, cols, K, w2c, width, height)[1]).mean()
-            print(
-                f"{name:8s} {width:4d}x{height:<4d}   {ours_w:8.1f} / {ours_c:6.1f}"
-                f"            {base_w:8.1f} / {base_c:6.1f}      {base_w / ours_w:4.2f}x "
-                f"({base_c / ours_c:4.2f}x)   {100 * holes:5.2f}% / {100 * base_holes:5.2f}%"
-            )
+            ours, theirs = rasterize(cloud, view), rasterize(cloud, view, kernel="torch")
+            same = torch.equal(ours.index, theirs.index)
+            holes = 1 - ours.mask.float().mean().item()
+            row = f"{name:8s} {width:4d}x{height:<4d}"
+            for wall, cpu in times:
+                row += f"  {wall:5.1f} / {cpu:5.1f}"
+            print(f"{row}   {times[3][0] / times[0][0]:5.1f}x  {same!s:5s} {100 * holes:5.2f}%")
 
     frame_image, frame_depth, frame_cam = synthetic_frame(512)
     pixels = 512 * 512

@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from dreamjourney.camera import Cameras, look_at
-from dreamjourney.scene import PointCloud, raster, rasterize, render_padded, unproject
+from dreamjourney.scene import (
+    PointCloud,
+    RenderOutput,
+    raster,
+    raster_cpu,
+    rasterize,
+    render_padded,
+    unproject,
+)
 from scene_analytic import render_truth, seen_from, trace
 
 SIZE = 64
@@ -20,6 +28,12 @@ def camera(c2w=None, size=SIZE):
 def psnr(a, b, mask):
     mse = ((a - b) ** 2).mean(0)[mask].mean().item()
     return math.inf if mse == 0 else -10 * math.log10(mse)
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def kernel(request):
+    """Both rasterizer kernels follow the same rules: the geometry tests run on each."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +60,9 @@ def test_unproject_lands_on_the_traced_surfaces(source):
     assert torch.allclose(cloud.radii, cloud.axes.norm(dim=-1).amax(-1))
 
 
-def test_source_view_reproduces_the_image(source):
+def test_source_view_reproduces_the_image(source, kernel):
     cam, image, depth, cloud = source
-    out = rasterize(cloud, cam)
+    out = rasterize(cloud, cam, kernel=kernel)
     assert out.mask.all()
     assert psnr(out.image[0], image, out.mask[0]) > 50
     assert torch.allclose(out.depth[0], depth, rtol=1e-5)
@@ -59,14 +73,14 @@ def test_source_view_reproduces_the_image(source):
 @pytest.mark.parametrize(
     "eye", [(0.5, -0.3, -0.4), (-0.4, 0.2, 0.5), (0.45, 0.15, 1.0)], ids=["back", "side", "forward"]
 )
-def test_moved_camera_matches_ray_traced_truth(source, eye):
+def test_moved_camera_matches_ray_traced_truth(source, eye, kernel):
     src, _, _, cloud = source
     view = camera(look_at(torch.tensor(eye), torch.tensor([0.0, 0.0, 3.0])))
     truth, truth_depth = render_truth(view)
     origins, dirs = view.rays()
     _, hits, _ = trace(origins.reshape(-1, 3), dirs.reshape(-1, 3))
     visible = seen_from(hits, src).reshape(SIZE, SIZE)  # GT surface seen by the source camera
-    out = rasterize(cloud, view)
+    out = rasterize(cloud, view, kernel=kernel)
     known = out.mask[0]
     both = visible & known
     assert psnr(out.image[0], truth[0], both) > 30
@@ -83,11 +97,11 @@ def test_moved_camera_matches_ray_traced_truth(source, eye):
     assert (~visible).sum() > 50  # the view does reveal unseen surfaces
 
 
-def test_disocclusion_is_not_smeared_over(source):
+def test_disocclusion_is_not_smeared_over(source, kernel):
     """A sideways move opens a gap beside the box that is wider than a splat: it stays a hole."""
     src, _, _, cloud = source
     view = camera(look_at(torch.tensor([0.8, 0.0, 0.0]), torch.tensor([0.8, 0.0, 4.0])))
-    out = rasterize(cloud, view)
+    out = rasterize(cloud, view, kernel=kernel)
     origins, dirs = view.rays()
     _, hits, _ = trace(origins.reshape(-1, 3), dirs.reshape(-1, 3))
     unseen = ~seen_from(hits, src).reshape(SIZE, SIZE)
@@ -96,37 +110,38 @@ def test_disocclusion_is_not_smeared_over(source):
     assert not out.mask[0][inner].any()
 
 
-def test_nearest_point_wins_regardless_of_order():
+def test_nearest_point_wins_regardless_of_order(kernel):
     cam = camera(size=8)
     pts = torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, 2.0], [0.0, 0.0, 2.5]])
     colors = torch.eye(3)
     for perm in ([0, 1, 2], [2, 1, 0], [1, 0, 2]):
         cloud = PointCloud(pts[perm], colors[perm], torch.full((3,), 0.05), torch.zeros(3))
-        out = rasterize(cloud, cam)
+        out = rasterize(cloud, cam, kernel=kernel)
         centre = (slice(None), 4, 4)
         assert out.depth[0][4, 4].item() == pytest.approx(2.0)
         assert torch.equal(out.image[0][centre], colors[1])
         assert out.index[0, 4, 4].item() == perm.index(1)
 
 
-def test_splat_grows_when_seen_from_nearer():
+def test_splat_grows_when_seen_from_nearer(kernel):
     cam = camera(size=32)
     cloud = PointCloud(
         torch.tensor([[0.0, 0.0, 4.0]]), torch.ones(1, 3), torch.tensor([0.2]), torch.zeros(1)
     )
     fx = cam.fx[0].item()
-    far = rasterize(cloud, cam).mask[0]
+    far = rasterize(cloud, cam, kernel=kernel).mask[0]
     c2w = torch.eye(4)
     c2w[2, 3] = 2.0  # half the distance: twice the size
-    near = rasterize(cloud, camera(c2w, 32)).mask[0]
+    near = rasterize(cloud, camera(c2w, 32), kernel=kernel).mask[0]
     # covered pixels: centres within f * r / z of the projected centre (16, 16)
     assert far.sum().item() == (2 * math.floor(fx * 0.2 / 4 + 0.5)) ** 2
     assert near.sum().item() == (2 * math.floor(fx * 0.2 / 2 + 0.5)) ** 2
 
 
-def test_wide_splat_is_clipped_to_the_image(monkeypatch):
+def test_wide_splat_is_clipped_to_the_image(monkeypatch, kernel):
     """A 10-pixel-wide splat centred at pixel (0.25, 0.25) covers the 5x5 pixels of the image
-    whose centres it reaches, and its box makes candidates for those pixels alone."""
+    whose centres it reaches, and its box makes candidates for those pixels alone (counted in
+    the torch kernel; the compiled one walks the same clipped box)."""
     cam = camera(size=16)
     fx, cx = cam.fx[0].item(), cam.K[0, 0, 2].item()
     z = 2.0
@@ -143,30 +158,30 @@ def test_wide_splat_is_clipped_to_the_image(monkeypatch):
         return out
 
     monkeypatch.setattr(raster, "_box_candidates", counting)
-    mask = rasterize(cloud, cam).mask[0]
+    mask = rasterize(cloud, cam, kernel=kernel).mask[0]
     expected = torch.zeros(16, 16, dtype=torch.bool)
     expected[:5, :5] = True
     assert torch.equal(mask, expected)
-    assert counts == [25]
+    assert counts == ([25] if kernel == "torch" else [])
 
 
-def test_points_behind_or_outside_render_nothing():
+def test_points_behind_or_outside_render_nothing(kernel):
     cam = camera(size=16)
     cloud = PointCloud(
         torch.tensor([[0.0, 0.0, -2.0], [50.0, 0.0, 2.0]]), torch.ones(2, 3), torch.full((2,), 0.1),
         torch.zeros(2),
     )  # fmt: skip
-    out = rasterize(cloud, cam, background=0.25)
+    out = rasterize(cloud, cam, background=0.25, kernel=kernel)
     assert not out.mask.any() and (out.index == -1).all() and (out.depth == 0).all()
     assert (out.image == 0.25).all()
-    assert not rasterize(PointCloud.empty(), cam).mask.any()
+    assert not rasterize(PointCloud.empty(), cam, kernel=kernel).mask.any()
 
 
 @pytest.mark.parametrize("n", [500, 2000], ids=["few", "many"])
 def test_splats_off_the_image_or_behind_make_no_candidates(source, monkeypatch, n):
     """Points beside, behind or at the camera, with footprints capped at MAX_SPLAT_PX, cost
     at most one (dumped) candidate each, or none when they are many (they are dropped), and
-    change nothing in the render."""
+    change nothing in the render (the torch kernel, which makes candidates as tensors)."""
     cam, _, _, cloud = source
     g = torch.Generator().manual_seed(0)
     side = torch.rand(n, generator=g) * 0.2 + 0.05  # 0.05-0.25 units from the optical axis...
@@ -187,34 +202,34 @@ def test_splats_off_the_image_or_behind_make_no_candidates(source, monkeypatch, 
 
     for name in ("_candidates", "_box_candidates"):
         monkeypatch.setattr(raster, name, counting(getattr(raster, name)))
-    assert not rasterize(big, cam).mask.any()
+    assert not rasterize(big, cam, kernel="torch").mask.any()
     assert sum(counts) == 0
     counts.clear()
-    alone = rasterize(cloud, cam)
+    alone = rasterize(cloud, cam, kernel="torch")
     visible = sum(counts)
     counts.clear()
-    both = rasterize(PointCloud.cat([cloud, off]), cam)
+    both = rasterize(PointCloud.cat([cloud, off]), cam, kernel="torch")
     assert sum(counts) == (visible + n if 4 * n <= len(cloud) + n else visible)
     assert torch.equal(both.index, alone.index) and torch.equal(both.image, alone.image)
 
 
-def test_batched_cameras_equal_single_renders(source):
+def test_batched_cameras_equal_single_renders(source, kernel):
     _, _, _, cloud = source
     cams = Cameras.cat(
         [camera(), camera(look_at(torch.tensor([0.3, 0.0, 0.0]), torch.tensor([0.0, 0.0, 3.0])))]
     )
-    batch = rasterize(cloud, cams)
+    batch = rasterize(cloud, cams, kernel=kernel)
     for i in range(2):
-        single = rasterize(cloud, cams[i])
+        single = rasterize(cloud, cams[i], kernel=kernel)
         assert torch.equal(batch.index[i], single.index[0])
         assert torch.equal(batch.image[i], single.image[0])
 
 
-def test_render_padded_is_a_wider_view_of_the_same_camera(source):
+def test_render_padded_is_a_wider_view_of_the_same_camera(source, kernel):
     cam, _, _, cloud = source
-    out = render_padded(cloud, cam, 5)
+    out = render_padded(cloud, cam, 5, kernel=kernel)
     assert out.image.shape == (1, 3, SIZE + 10, SIZE + 10)
-    assert torch.equal(out.crop(5).image, rasterize(cloud, cam).image)
+    assert torch.equal(out.crop(5).image, rasterize(cloud, cam, kernel=kernel).image)
     assert not out.mask[0, :4].any()  # the source saw nothing beyond its frame
 
 
@@ -233,7 +248,7 @@ def test_unproject_skips_masked_and_invalid_pixels():
     assert torch.allclose(ray.points.norm(dim=-1), torch.full((16,), 2.0))
 
 
-def test_grazing_ground_plane_stays_closed_when_approached():
+def test_grazing_ground_plane_stays_closed_when_approached(kernel):
     """Rows of a ground plane seen at a grazing angle are far apart in the world; footprints
     follow that spacing, so walking forward leaves no stripes of holes."""
     height, step = 0.1, 1.0  # camera height above the ground, then a walk forward
@@ -251,7 +266,7 @@ def test_grazing_ground_plane_stays_closed_when_approached():
     c2w = torch.eye(4)
     c2w[2, 3] = step
     moved = camera(c2w)
-    out = rasterize(cloud, moved)
+    out = rasterize(cloud, moved, kernel=kernel)
     t, hits = ground_hits(moved)
     z_source = hits[:, 2] + step
     bottom = 1.02 * height / math.tan(math.radians(30))  # the nearest ground the source saw
@@ -270,3 +285,90 @@ def test_cloud_cat_and_indexing_keep_footprint_axes_only_when_all_have_them(sour
     assert PointCloud.cat([cloud, plain]).axes is None
     with pytest.raises(ValueError):
         PointCloud(cloud.points, cloud.colors, cloud.radii, cloud.times, cloud.axes[:-1])
+
+
+def kernel_test_scenes(cloud):
+    """(cloud, camera) pairs that exercise every branch of both kernels: footprint axes and
+    spheres, one-pixel, sub-pixel and capped splats, points behind, beside and off the image."""
+    g = torch.Generator().manual_seed(1)
+    spheres = PointCloud(cloud.points, cloud.colors, cloud.radii, cloud.times)
+    n = 3000
+    scattered = PointCloud(
+        torch.randn(n, 3, generator=g) * torch.tensor([1.5, 1.5, 2.0]) + torch.tensor([0, 0, 2.0]),
+        torch.rand(n, 3, generator=g),
+        torch.rand(n, generator=g) * 0.05,
+        torch.zeros(n),
+        torch.randn(n, 2, 3, generator=g) * 0.02,
+    )
+    views = [
+        camera(),
+        camera(look_at(torch.tensor([0.5, -0.3, -0.4]), torch.tensor([0.0, 0.0, 3.0]))),
+        camera(look_at(torch.tensor([0.45, 0.15, 1.6]), torch.tensor([0.0, 0.0, 3.0])), 48),
+    ]
+    return [(c, v) for c in (cloud, spheres, scattered) for v in views]
+
+
+def test_kernels_give_the_same_pixels(source):
+    _, _, _, cloud = source
+    for scene, view in kernel_test_scenes(cloud):
+        a = rasterize(scene, view, kernel="compiled")
+        b = rasterize(scene, view, kernel="torch")
+        same = a.index == b.index
+        # they may differ only where two candidates are within float32 rounding of each other
+        assert same.float().mean() > 0.999
+        assert torch.equal(a.image[:, :, same[0]], b.image[:, :, same[0]])
+        assert torch.equal(a.depth[same], b.depth[same])
+
+
+def test_compiled_kernel_does_not_depend_on_how_the_points_are_split(source):
+    _, _, _, cloud = source
+    for scene, view in kernel_test_scenes(cloud)[::2]:
+        renders = []
+        for chunks in (1, 2, 7):
+            out = RenderOutput(
+                torch.empty(1, 3, view.height, view.width),
+                torch.empty(1, view.height, view.width),
+                torch.empty(0),
+                torch.empty(1, view.height, view.width, dtype=torch.long),
+            )
+            raster_cpu.render_cpu(
+                scene.columns(), scene.colors, view.K[0], view.w2c[0], out.image[0],
+                out.depth[0], out.index[0], background=0.0, near=raster.NEAR,
+                max_splat_px=raster.MAX_SPLAT_PX, depth_tolerance=raster.DEPTH_TOLERANCE,
+                chunks=chunks,
+            )  # fmt: skip
+            renders.append(out)
+        for out in renders[1:]:
+            assert torch.equal(out.index, renders[0].index)
+            assert torch.equal(out.depth, renders[0].depth)
+            assert torch.equal(out.image, renders[0].image)
+
+
+def test_compiled_kernel_culls_broken_points(source):
+    """A point with a NaN or infinite coordinate or footprint covers nothing (it is never
+    written out of bounds) and leaves the rest of the render as it was."""
+    cam, _, _, cloud = source
+    bad = PointCloud(
+        torch.tensor([[float("nan"), 0, 2], [0, float("inf"), 2], [0, 0, 2], [0.1, 0, 2]]),
+        torch.zeros(4, 3),
+        torch.full((4,), 0.01),
+        torch.zeros(4),
+        torch.tensor([0.01, float("nan"), float("-inf"), 0.01])[:, None, None].expand(4, 2, 3),
+    )
+    alone = rasterize(cloud, cam, kernel="compiled")
+    both = rasterize(PointCloud.cat([cloud, bad[:3]]), cam, kernel="compiled")
+    assert torch.equal(both.index, alone.index)
+    sane = rasterize(bad[3:], cam, kernel="compiled").mask
+    everything = rasterize(bad, cam, kernel="compiled")
+    assert sane.any() and torch.equal(everything.mask, sane)
+    assert (everything.index[sane] == 3).all()
+
+
+def test_point_columns_are_made_once_per_cloud(source):
+    _, _, _, cloud = source
+    cols = cloud.columns()
+    assert cols is cloud.columns()
+    expected = torch.cat([cloud.points.T, cloud.radii[None], cloud.axes.reshape(-1, 6).T])
+    assert torch.equal(cols, expected)
+    plain = PointCloud(cloud.points, cloud.colors, cloud.radii, cloud.times).columns()
+    assert torch.equal(plain, expected[:4])

@@ -11,12 +11,13 @@ foreground edge stays open.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from dreamjourney.camera import Cameras, pixel_centers
+from dreamjourney.scene import raster_cpu
 
 # Footprint half-axes are this share of the steps to the neighbouring pixels: the
 # parallelograms then tile the surface (and the screen boxes around them cover it).
@@ -49,6 +50,9 @@ class PointCloud:
             parallelogram on its surface (from `unproject`: the steps to the neighbouring pixels,
             scaled). With them a splat's size on screen follows the surface's slant in every
             view; without them it is a sphere of radius `radii`.
+
+    A cloud is never modified in place: every operation returns a new one. So the layout the
+    CPU rasterizer reads (`columns`) is made once per cloud and kept.
     """
 
     points: Tensor
@@ -56,6 +60,7 @@ class PointCloud:
     radii: Tensor
     times: Tensor
     axes: Tensor | None = None
+    _columns: Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         p = self.points.shape[0]
@@ -124,6 +129,13 @@ class PointCloud:
     @property
     def device(self) -> torch.device:
         return self.points.device
+
+    def columns(self) -> Tensor:
+        """(4, P) float32 rows x, y, z, radius, or (10, P) with the footprint half-axes after
+        them, on the CPU: what the compiled CPU rasterizer reads. Made on first use, then kept."""
+        if self._columns is None:
+            self._columns = raster_cpu.columns(self.points, self.radii, self.axes)
+        return self._columns
 
 
 def unproject(

@@ -18,16 +18,22 @@ depend on the order of writes:
 So a background splat never shows through a foreground surface, neighbouring samples of one
 surface split the pixels between them (the source view reproduces its image exactly), and a
 pixel no splat reaches is a hole.
+
+Two kernels follow these rules. The torch kernel here runs wherever torch does (CUDA
+included). On the CPU, `raster_cpu` compiles the same rules into one loop over the points
+(numba), about 4x faster on 1M points (benchmarks/bench_render.py); it is the default there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from dreamjourney.camera import Cameras
+from dreamjourney.scene import raster_cpu
 from dreamjourney.scene.pointcloud import PointCloud
 
 MAX_SPLAT_PX = 16.0
@@ -69,53 +75,86 @@ class RenderOutput:
         )
 
 
-def rasterize(cloud: PointCloud, cameras: Cameras, *, background: float = 0.0) -> RenderOutput:
+Kernel = Literal["auto", "compiled", "torch"]
+
+
+def rasterize(
+    cloud: PointCloud, cameras: Cameras, *, background: float = 0.0, kernel: Kernel = "auto"
+) -> RenderOutput:
     """Render `cloud` from every camera in the batch.
 
     Args:
         cloud: P points (on the device to render on).
         cameras: N cameras sharing one image size (moved to the cloud's device).
         background: colour of holes.
+        kernel: "compiled" (CPU only) or "torch"; "auto" takes the compiled kernel for a cloud
+            on the CPU. Both follow the same rules and give the same pixels, except where two
+            candidates for a pixel are within float32 rounding of each other.
     Returns:
         RenderOutput with (N, C, H, W) image, (N, H, W) depth / mask / index.
     """
     if len(cloud) >= 2**31:
         raise ValueError(f"rasterize: at most 2^31 - 1 points, got {len(cloud)}")
     device = cloud.device
+    compiled = kernel == "compiled" or (kernel == "auto" and device.type == "cpu")
+    if compiled and device.type != "cpu":
+        raise ValueError(
+            f"rasterize: the compiled kernel runs on the CPU, the cloud is on {device}"
+        )
     cameras = cameras.to(device)
     n, h, w, c = len(cameras), cameras.height, cameras.width, cloud.colors.shape[1]
-    images, depths, indices = [], [], []
+    image = torch.empty(n, c, h, w, device=device)
+    depth = torch.empty(n, h, w, device=device)
+    index = torch.empty(n, h, w, dtype=torch.long, device=device)
     for i in range(n):
-        winner, zwin = _visible_points(cloud, cameras.K[i], cameras.w2c[i], w, h)
+        K, w2c = cameras.K[i], cameras.w2c[i]
+        if compiled:
+            raster_cpu.render_cpu(
+                cloud.columns(),
+                cloud.colors,
+                K,
+                w2c,
+                image[i],
+                depth[i],
+                index[i],
+                background=background,
+                near=NEAR,
+                max_splat_px=MAX_SPLAT_PX,
+                depth_tolerance=DEPTH_TOLERANCE,
+            )
+            continue
+        winner, zwin = _visible_points_torch(cloud, K, w2c, w, h)
         known = winner >= 0
-        safe = winner.clamp_min(0)
+        index[i] = winner.view(h, w)
+        depth[i] = torch.where(known, zwin, 0.0).view(h, w)
         if len(cloud):
-            colors = cloud.colors.index_select(0, safe).T.to(torch.float32)
+            colors = cloud.colors.index_select(0, winner.clamp_min(0)).T.to(torch.float32)
+            image[i] = torch.where(known, colors, float(background)).view(c, h, w)
         else:
-            colors = torch.zeros(c, h * w, device=device)
-        images.append(torch.where(known, colors, float(background)).view(c, h, w))
-        depths.append(torch.where(known, zwin, 0.0).view(h, w))
-        indices.append(winner.view(h, w))
-    index = torch.stack(indices)
-    return RenderOutput(
-        image=torch.stack(images), depth=torch.stack(depths), mask=index >= 0, index=index
-    )
+            image[i] = background
+    return RenderOutput(image=image, depth=depth, mask=index >= 0, index=index)
 
 
 def render_padded(
-    cloud: PointCloud, cameras: Cameras, padding: int, *, background: float = 0.0
+    cloud: PointCloud,
+    cameras: Cameras,
+    padding: int,
+    *,
+    background: float = 0.0,
+    kernel: Kernel = "auto",
 ) -> RenderOutput:
     """Render with `padding` extra pixels on every side, a wider field of view around each
     camera: output (N, C, H + 2p, W + 2p); `.crop(padding)` gives back the (H, W) view."""
     if padding < 0:
         raise ValueError(f"padding must be >= 0, got {padding}")
-    return rasterize(cloud, cameras.pad(padding), background=background)
+    return rasterize(cloud, cameras.pad(padding), background=background, kernel=kernel)
 
 
-def _visible_points(
+def _visible_points_torch(
     cloud: PointCloud, K: Tensor, w2c: Tensor, width: int, height: int
 ) -> tuple[Tensor, Tensor]:
-    """(H*W,) winning point index (-1 = hole) and its z-depth, for one camera."""
+    """(H*W,) winning point index (-1 = hole) and its z-depth, for one camera: the torch
+    kernel."""
     hw = height * width
     device = cloud.device
     if len(cloud) == 0:
