@@ -14,9 +14,14 @@ load of other processes; the CPU time is the work done, and with one thread the 
 
 from __future__ import annotations
 
+import os
+
+# NumPy's OpenBLAS threads spin for a while after each product; on 2 cores they would compete
+# with the renderer timed next. The baseline's one product is 3x3 @ 3xP: a thread is plenty.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import importlib.util
-import os
 import platform
 import statistics
 import subprocess

@@ -1,6 +1,9 @@
 """Unproject and rasterize against an analytic, independently ray-traced scene."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -372,3 +375,23 @@ def test_point_columns_are_made_once_per_cloud(source):
     assert torch.equal(cols, expected)
     plain = PointCloud(cloud.points, cloud.colors, cloud.radii, cloud.times).columns()
     assert torch.equal(plain, expected[:4])
+
+
+def test_compiled_kernel_leaves_torch_thread_count_alone():
+    """numba's OpenMP pool shares the OpenMP runtime with torch; starting it (first render in
+    a process) must not change how many threads torch uses."""
+    code = (
+        "import torch\n"
+        "from dreamjourney.camera import Cameras\n"
+        "from dreamjourney.scene import PointCloud, rasterize\n"
+        "torch.set_num_threads(1)\n"
+        "cloud = PointCloud(torch.rand(9, 3) + 1, torch.rand(9, 3), torch.full((9,), 0.1), "
+        "torch.zeros(9))\n"
+        "rasterize(cloud, Cameras.create(torch.eye(4), width=8, height=8, fov_deg=60.0))\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split() == ["1"]

@@ -20,6 +20,9 @@ pixel). The functions compile on first use and are cached on disk by numba.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numba
 import numpy as np
 import torch
@@ -43,7 +46,8 @@ def columns(points: Tensor, radii: Tensor, axes: Tensor | None) -> Tensor:
     p = points.shape[0]
     out = np.empty((4 if axes is None else 10, p), np.float32)
     flat_axes = np.zeros((p, 0), np.float32) if axes is None else _f32(axes).reshape(p, 6)
-    _pack(_f32(points), _f32(radii), flat_axes, out)
+    with _threads_like_torch():
+        _pack(_f32(points), _f32(radii), flat_axes, out)
     return torch.from_numpy(out)
 
 
@@ -75,26 +79,39 @@ def render_cpu(
         chunks: how many parts the points are split into (default: one per thread, as many
             threads as torch uses); the result is the same for any split.
     """
-    threads = max(1, min(torch.get_num_threads(), _POOL))
-    numba.set_num_threads(threads)
     c, h, w = image.shape
-    _render(
-        cols.numpy(),
-        _f32(colors),
-        tuple(_F(x) for x in (K @ w2c[:3]).flatten().tolist()),
-        _F(K[0, 0]),
-        _F(K[1, 1]),
-        w,
-        h,
-        _F(near),
-        _F(max_splat_px),
-        _F(depth_tolerance),
-        threads if chunks is None else chunks,
-        _F(background),
-        image.view(c, h * w).numpy(),
-        depth.view(h * w).numpy(),
-        index.view(h * w).numpy(),
-    )
+    with _threads_like_torch() as threads:
+        _render(
+            cols.numpy(),
+            _f32(colors),
+            tuple(_F(x) for x in (K @ w2c[:3]).flatten().tolist()),
+            _F(K[0, 0]),
+            _F(K[1, 1]),
+            w,
+            h,
+            _F(near),
+            _F(max_splat_px),
+            _F(depth_tolerance),
+            threads if chunks is None else chunks,
+            _F(background),
+            image.view(c, h * w).numpy(),
+            depth.view(h * w).numpy(),
+            index.view(h * w).numpy(),
+        )
+
+
+@contextmanager
+def _threads_like_torch() -> Iterator[int]:
+    """Run numba's parallel loops on as many threads as torch uses (yields that number), and
+    leave torch's count as it was: numba's OpenMP thread pool, started by the first parallel
+    call in a process, sets the OpenMP thread count that torch reads too."""
+    torch_threads = torch.get_num_threads()
+    threads = max(1, min(torch_threads, _POOL))
+    numba.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(torch_threads)
 
 
 def _f32(t: Tensor) -> np.ndarray:
