@@ -155,48 +155,43 @@ def _render(
     for c in prange(chunks):  # each thread fills its own buffers
         zbufs[c] = np.inf
         keys[c] = _EMPTY
+    # pass 1: the minimum depth of all splats covering each pixel; one chunk of points per
+    # thread, each with its own buffer, merged by the same minimum
+    for c in prange(chunks):
+        _depth_pass(
+            cols,
+            c * per_chunk,
+            min(n, (c + 1) * per_chunk),
+            P,
+            fx,
+            fy,
+            width,
+            height,
+            near,
+            max_px,
+            zbufs[c],
+        )
     zmin = zbufs[0]
-    # stage 0: the minimum depth of all splats covering each pixel; stage 1: among the splats
-    # on that front surface, the nearest centre wins, then the lower index
-    for stage in range(2):
-        if stage == 1:
-            for q in prange(hw):
-                for c in range(1, chunks):
-                    zmin[q] = min(zmin[q], zbufs[c, q])
-        for c in prange(chunks):
-            splats = np.empty((3, _BLOCK), np.float32)
-            boxes = np.empty((5, _BLOCK), np.int32)
-            zbuf, key = zbufs[c], keys[c]
-            end = min(n, (c + 1) * per_chunk)
-            for start in range(c * per_chunk, end, _BLOCK):
-                count = min(_BLOCK, end - start)
-                _project_block(
-                    cols, start, count, P, fx, fy, width, height, near, max_px, splats, boxes
-                )
-                for k in range(count):
-                    centre, i0, i1 = boxes[0, k], boxes[1, k], boxes[2, k]
-                    j0, j1, z = boxes[3, k], boxes[4, k], splats[2, k]
-                    if i0 > i1:
-                        continue  # culled
-                    if stage == 0:
-                        for j in range(j0, j1 + 1):
-                            row = centre + j * width
-                            for i in range(i0, i1 + 1):
-                                zbuf[row + i] = min(zbuf[row + i], z)
-                        continue
-                    p = start + k
-                    du, dv, slack = splats[0, k], splats[1, k], cols[3, p] * tol
-                    for j in range(j0, j1 + 1):
-                        row = centre + j * width
-                        ddv = dv - _F(j)
-                        for i in range(i0, i1 + 1):
-                            q = row + i
-                            ddu = du - _F(i)
-                            # non-negative float32 bit patterns sort like the floats
-                            d2 = np.float32(ddu * ddu + ddv * ddv).view(np.int32)
-                            mine = (np.int64(d2) << _INDEX_BITS) | p
-                            # branch-free: which splat wins is a coin toss for the predictor
-                            key[q] = min(key[q], mine if z <= zmin[q] + slack else _EMPTY)
+    for q in prange(hw):
+        for c in range(1, chunks):
+            zmin[q] = min(zmin[q], zbufs[c, q])
+    # pass 2: among the splats on that front surface, the nearest centre wins, then the lower index
+    for c in prange(chunks):
+        _key_pass(
+            cols,
+            c * per_chunk,
+            min(n, (c + 1) * per_chunk),
+            P,
+            fx,
+            fy,
+            width,
+            height,
+            near,
+            max_px,
+            tol,
+            zmin,
+            keys[c],
+        )
 
     for q in prange(hw):
         best = keys[0, q]
@@ -213,6 +208,51 @@ def _render(
             depth[q] = _project(cols, best, P, near)[2]
             for ch in range(image.shape[0]):
                 image[ch, q] = colors[best, ch]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _depth_pass(cols, first, end, P, fx, fy, width, height, near, max_px, zbuf):
+    """Lower `zbuf` (H*W,) to the depth of each splat of points first..end over its box."""
+    splats = np.empty((3, _BLOCK), np.float32)
+    boxes = np.empty((5, _BLOCK), np.int32)
+    for start in range(first, end, _BLOCK):
+        count = min(_BLOCK, end - start)
+        _project_block(cols, start, count, P, fx, fy, width, height, near, max_px, splats, boxes)
+        for k in range(count):
+            centre, i0, i1 = boxes[0, k], boxes[1, k], boxes[2, k]
+            j0, j1, z = boxes[3, k], boxes[4, k], splats[2, k]
+            for j in range(j0, j1 + 1):
+                row = centre + j * width
+                for i in range(i0, i1 + 1):
+                    zbuf[row + i] = min(zbuf[row + i], z)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _key_pass(cols, first, end, P, fx, fy, width, height, near, max_px, tol, zmin, key):
+    """Lower `key` (H*W,) to the key (squared distance from the pixel centre as float32 bits,
+    point index) of each splat of points first..end over its box, where the splat lies on the
+    front surface: at most `tol` of its radii behind `zmin`."""
+    splats = np.empty((3, _BLOCK), np.float32)
+    boxes = np.empty((5, _BLOCK), np.int32)
+    for start in range(first, end, _BLOCK):
+        count = min(_BLOCK, end - start)
+        _project_block(cols, start, count, P, fx, fy, width, height, near, max_px, splats, boxes)
+        for k in range(count):
+            centre, i0, i1 = boxes[0, k], boxes[1, k], boxes[2, k]
+            j0, j1, z = boxes[3, k], boxes[4, k], splats[2, k]
+            p = start + k
+            du, dv, slack = splats[0, k], splats[1, k], cols[3, p] * tol
+            for j in range(j0, j1 + 1):
+                row = centre + j * width
+                ddv = dv - _F(j)
+                for i in range(i0, i1 + 1):
+                    q = row + i
+                    ddu = du - _F(i)
+                    # non-negative float32 bit patterns sort like the floats
+                    d2 = np.float32(ddu * ddu + ddv * ddv).view(np.int32)
+                    mine = (np.int64(d2) << _INDEX_BITS) | p
+                    # branch-free: which splat wins is a coin toss for the predictor
+                    key[q] = min(key[q], mine if z <= zmin[q] + slack else _EMPTY)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
