@@ -80,19 +80,27 @@ def render_cpu(
             threads as torch uses); the result is the same for any split.
     """
     c, h, w = image.shape
+    points = cols.numpy()
+    # the projection K [R | t] as a row-major tuple, focal lengths, image size, splat limits
+    P = tuple(_F(x) for x in (K @ w2c[:3]).flatten().tolist())
+    camera = (P, _F(K[0, 0]), _F(K[1, 1]), w, h, _F(near), _F(max_splat_px))
     with _threads_like_torch() as threads:
-        _render(
-            cols.numpy(),
+        parts = threads if chunks is None else chunks
+        # pass 1: the minimum depth of all splats covering each pixel; each part of the
+        # points has its own buffer, merged by the same minimum
+        zbufs = np.full((parts, h * w), np.inf, np.float32)
+        _depth_pass(points, *camera, zbufs)
+        zmin = zbufs.min(axis=0)
+        # pass 2: among the splats on that front surface, the nearest centre wins, then the
+        # lower index
+        keys = np.full((parts, h * w), _EMPTY, np.int64)
+        _key_pass(points, *camera, _F(depth_tolerance), zmin, keys)
+        _resolve(
+            keys,
+            points,
             _f32(colors),
-            tuple(_F(x) for x in (K @ w2c[:3]).flatten().tolist()),
-            _F(K[0, 0]),
-            _F(K[1, 1]),
-            w,
-            h,
+            P,
             _F(near),
-            _F(max_splat_px),
-            _F(depth_tolerance),
-            threads if chunks is None else chunks,
             _F(background),
             image.view(c, h * w).numpy(),
             depth.view(h * w).numpy(),
@@ -130,72 +138,71 @@ def _pack(points, radii, axes, out):
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
-def _render(
-    cols,
-    colors,
-    P,
-    fx,
-    fy,
-    width,
-    height,
-    near,
-    max_px,
-    tol,
-    chunks,
-    background,
-    image,
-    depth,
-    index,
-):
-    n = cols.shape[1]
-    hw = width * height
-    per_chunk = (n + chunks - 1) // chunks
-    zbufs = np.empty((chunks, hw), dtype=np.float32)
-    keys = np.empty((chunks, hw), dtype=np.int64)
-    for c in prange(chunks):  # each thread fills its own buffers
-        zbufs[c] = np.inf
-        keys[c] = _EMPTY
-    # pass 1: the minimum depth of all splats covering each pixel; one chunk of points per
-    # thread, each with its own buffer, merged by the same minimum
-    for c in prange(chunks):
-        _depth_pass(
-            cols,
-            c * per_chunk,
-            min(n, (c + 1) * per_chunk),
-            P,
-            fx,
-            fy,
-            width,
-            height,
-            near,
-            max_px,
-            zbufs[c],
-        )
-    zmin = zbufs[0]
-    for q in prange(hw):
-        for c in range(1, chunks):
-            zmin[q] = min(zmin[q], zbufs[c, q])
-    # pass 2: among the splats on that front surface, the nearest centre wins, then the lower index
-    for c in prange(chunks):
-        _key_pass(
-            cols,
-            c * per_chunk,
-            min(n, (c + 1) * per_chunk),
-            P,
-            fx,
-            fy,
-            width,
-            height,
-            near,
-            max_px,
-            tol,
-            zmin,
-            keys[c],
-        )
+def _depth_pass(cols, P, fx, fy, width, height, near, max_px, zbufs):
+    """Lower zbufs[c] (H*W,) to the depth of each splat of part c of the points, over its box."""
+    parts, n = zbufs.shape[0], cols.shape[1]
+    per_part = (n + parts - 1) // parts
+    for c in prange(parts):
+        zbuf = zbufs[c]
+        splats = np.empty((3, _BLOCK), np.float32)
+        boxes = np.empty((5, _BLOCK), np.int32)
+        end = min(n, (c + 1) * per_part)
+        for start in range(c * per_part, end, _BLOCK):
+            count = min(_BLOCK, end - start)
+            _project_block(
+                cols, start, count, P, fx, fy, width, height, near, max_px, splats, boxes
+            )
+            for k in range(count):
+                centre, i0, i1 = boxes[0, k], boxes[1, k], boxes[2, k]
+                j0, j1, z = boxes[3, k], boxes[4, k], splats[2, k]
+                for j in range(j0, j1 + 1):
+                    row = centre + j * width
+                    for i in range(i0, i1 + 1):
+                        zbuf[row + i] = min(zbuf[row + i], z)
 
-    for q in prange(hw):
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _key_pass(cols, P, fx, fy, width, height, near, max_px, tol, zmin, keys):
+    """Lower keys[c] (H*W,) to the key (squared distance from the pixel centre as float32
+    bits, point index) of each splat of part c of the points, over its box, where the splat
+    lies on the front surface: at most `tol` of its radii behind `zmin`."""
+    parts, n = keys.shape[0], cols.shape[1]
+    per_part = (n + parts - 1) // parts
+    for c in prange(parts):
+        key = keys[c]
+        splats = np.empty((3, _BLOCK), np.float32)
+        boxes = np.empty((5, _BLOCK), np.int32)
+        end = min(n, (c + 1) * per_part)
+        for start in range(c * per_part, end, _BLOCK):
+            count = min(_BLOCK, end - start)
+            _project_block(
+                cols, start, count, P, fx, fy, width, height, near, max_px, splats, boxes
+            )
+            for k in range(count):
+                centre, i0, i1 = boxes[0, k], boxes[1, k], boxes[2, k]
+                j0, j1, z = boxes[3, k], boxes[4, k], splats[2, k]
+                p = start + k
+                du, dv, slack = splats[0, k], splats[1, k], cols[3, p] * tol
+                for j in range(j0, j1 + 1):
+                    row = centre + j * width
+                    ddv = dv - _F(j)
+                    for i in range(i0, i1 + 1):
+                        q = row + i
+                        ddu = du - _F(i)
+                        # non-negative float32 bit patterns sort like the floats
+                        d2 = np.float32(ddu * ddu + ddv * ddv).view(np.int32)
+                        mine = (np.int64(d2) << _INDEX_BITS) | p
+                        # branch-free: which splat wins is a coin toss for the predictor
+                        key[q] = min(key[q], mine if z <= zmin[q] + slack else _EMPTY)
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _resolve(keys, cols, colors, P, near, background, image, depth, index):
+    """Per pixel, the least key of all parts: write the winner's index, z-depth and colour into
+    index (H*W,), depth (H*W,) and image (C, H*W), or -1, 0 and `background` on a hole."""
+    for q in prange(keys.shape[1]):
         best = keys[0, q]
-        for c in range(1, chunks):
+        for c in range(1, keys.shape[0]):
             best = min(best, keys[c, q])
         if best == _EMPTY:
             index[q] = -1
@@ -208,51 +215,6 @@ def _render(
             depth[q] = _project(cols, best, P, near)[2]
             for ch in range(image.shape[0]):
                 image[ch, q] = colors[best, ch]
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _depth_pass(cols, first, end, P, fx, fy, width, height, near, max_px, zbuf):
-    """Lower `zbuf` (H*W,) to the depth of each splat of points first..end over its box."""
-    splats = np.empty((3, _BLOCK), np.float32)
-    boxes = np.empty((5, _BLOCK), np.int32)
-    for start in range(first, end, _BLOCK):
-        count = min(_BLOCK, end - start)
-        _project_block(cols, start, count, P, fx, fy, width, height, near, max_px, splats, boxes)
-        for k in range(count):
-            centre, i0, i1 = boxes[0, k], boxes[1, k], boxes[2, k]
-            j0, j1, z = boxes[3, k], boxes[4, k], splats[2, k]
-            for j in range(j0, j1 + 1):
-                row = centre + j * width
-                for i in range(i0, i1 + 1):
-                    zbuf[row + i] = min(zbuf[row + i], z)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _key_pass(cols, first, end, P, fx, fy, width, height, near, max_px, tol, zmin, key):
-    """Lower `key` (H*W,) to the key (squared distance from the pixel centre as float32 bits,
-    point index) of each splat of points first..end over its box, where the splat lies on the
-    front surface: at most `tol` of its radii behind `zmin`."""
-    splats = np.empty((3, _BLOCK), np.float32)
-    boxes = np.empty((5, _BLOCK), np.int32)
-    for start in range(first, end, _BLOCK):
-        count = min(_BLOCK, end - start)
-        _project_block(cols, start, count, P, fx, fy, width, height, near, max_px, splats, boxes)
-        for k in range(count):
-            centre, i0, i1 = boxes[0, k], boxes[1, k], boxes[2, k]
-            j0, j1, z = boxes[3, k], boxes[4, k], splats[2, k]
-            p = start + k
-            du, dv, slack = splats[0, k], splats[1, k], cols[3, p] * tol
-            for j in range(j0, j1 + 1):
-                row = centre + j * width
-                ddv = dv - _F(j)
-                for i in range(i0, i1 + 1):
-                    q = row + i
-                    ddu = du - _F(i)
-                    # non-negative float32 bit patterns sort like the floats
-                    d2 = np.float32(ddu * ddu + ddv * ddv).view(np.int32)
-                    mine = (np.int64(d2) << _INDEX_BITS) | p
-                    # branch-free: which splat wins is a coin toss for the predictor
-                    key[q] = min(key[q], mine if z <= zmin[q] + slack else _EMPTY)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
