@@ -1,21 +1,21 @@
-"""The CPU kernel of `rasterize`: projection, culling and both z-buffer passes of `raster.py`
-compiled into one loop over the points (numba), with the same rules and float32 arithmetic.
+"""The CPU kernel of `rasterize`: the rules of the torch kernel in `raster.py` (projection,
+culling, a depth pass, a key pass) compiled with numba, in the same float32 arithmetic.
 
 The torch kernel builds every candidate (pixel, depth, distance, point) as a tensor and reduces
 them with two scatters; on a CPU that traffic through memory costs several times the
 arithmetic. Here the points are read as columns (`columns`: one contiguous row per attribute),
-a block of them is projected at a time with vector instructions into a buffer that stays in
-the L1 cache, and the box of pixels of each visible splat is then walked directly. All
-functions compile with `error_model="numpy"`: the zero-division checks of the default model
-are branches that keep LLVM from vectorizing the projection. The points
-are split into one chunk per thread, each with its own depth and key buffers, merged with the
-same minimum, so the result depends neither on the number of threads nor on the order of the
-points. benchmarks/bench_render.py measures both kernels and a NumPy baseline.
+a block of them at a time is projected with vector instructions into buffers that stay in the
+L1 cache, and the box of pixels of each visible splat is then walked directly. Each pass splits
+the points into one part per thread, each part with its own buffer; the buffers are merged by
+the same minimum, so the result does not depend on the number of threads or on the order in
+which points are visited. The kernels compile with `error_model="numpy"`: the zero-division
+checks of the default model are branches that keep LLVM from vectorizing the projection.
+They compile on first use and numba caches them on disk.
 
-Compiled code may round differently from torch's matrix product in the last bit of a
-projection, so where two candidates for a pixel are within float32 rounding of each other the
-two kernels may pick different winners (on the benchmark and test scenes they agree on every
-pixel). The functions compile on first use and are cached on disk by numba.
+Compiled code may round a projection differently from torch's matrix product in the last bit,
+so where two candidates for a pixel are within float32 rounding of each other the two kernels
+may pick different winners (on the benchmark and test scenes they agree on every pixel).
+benchmarks/bench_render.py measures both kernels against a NumPy baseline.
 """
 
 from __future__ import annotations
