@@ -88,12 +88,12 @@ def render_cpu(
         parts = threads if chunks is None else chunks
         # pass 1: the minimum depth of all splats covering each pixel; each part of the
         # points has its own buffer, merged by the same minimum
-        zbufs = np.full((parts, h * w), np.inf, np.float32)
+        zbufs = np.empty((parts, h * w), np.float32)
         _depth_pass(points, *camera, zbufs)
         zmin = zbufs.min(axis=0)
         # pass 2: among the splats on that front surface, the nearest centre wins, then the
         # lower index
-        keys = np.full((parts, h * w), _EMPTY, np.int64)
+        keys = np.empty((parts, h * w), np.int64)
         _key_pass(points, *camera, _F(depth_tolerance), zmin, keys)
         _resolve(
             keys,
@@ -139,11 +139,13 @@ def _pack(points, radii, axes, out):
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _depth_pass(cols, P, fx, fy, width, height, near, max_px, zbufs):
-    """Lower zbufs[c] (H*W,) to the depth of each splat of part c of the points, over its box."""
+    """Set zbufs[c] (H*W,) to the least depth of the splats of part c of the points over each
+    pixel (inf where none)."""
     parts, n = zbufs.shape[0], cols.shape[1]
     per_part = (n + parts - 1) // parts
     for c in prange(parts):
         zbuf = zbufs[c]
+        zbuf[:] = np.inf  # filled by the thread that uses it
         splats = np.empty((3, _BLOCK), np.float32)
         boxes = np.empty((5, _BLOCK), np.int32)
         end = min(n, (c + 1) * per_part)
@@ -163,13 +165,14 @@ def _depth_pass(cols, P, fx, fy, width, height, near, max_px, zbufs):
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _key_pass(cols, P, fx, fy, width, height, near, max_px, tol, zmin, keys):
-    """Lower keys[c] (H*W,) to the key (squared distance from the pixel centre as float32
-    bits, point index) of each splat of part c of the points, over its box, where the splat
-    lies on the front surface: at most `tol` of its radii behind `zmin`."""
+    """Set keys[c] (H*W,) to the least key (squared distance from the pixel centre as float32
+    bits, point index) of the splats of part c of the points over each pixel that lie on the
+    front surface there, at most `tol` of their radii behind `zmin` (_EMPTY where none)."""
     parts, n = keys.shape[0], cols.shape[1]
     per_part = (n + parts - 1) // parts
     for c in prange(parts):
         key = keys[c]
+        key[:] = _EMPTY
         splats = np.empty((3, _BLOCK), np.float32)
         boxes = np.empty((5, _BLOCK), np.int32)
         end = min(n, (c + 1) * per_part)
