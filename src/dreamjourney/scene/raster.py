@@ -20,7 +20,7 @@ surface split the pixels between them (the source view reproduces its image exac
 pixel no splat reaches is a hole.
 
 Two kernels follow these rules. The torch kernel here runs wherever torch does (CUDA
-included). On the CPU, `raster_cpu` compiles the same rules with numba, 2.5-3.5x faster than the
+included). On the CPU, `raster_cpu` compiles the same rules with numba, 2-4x faster than the
 torch kernel on 1M points (benchmarks/bench_render.py); it is the default there.
 """
 
