@@ -89,12 +89,12 @@ def render_cpu(
         # pass 1: the minimum depth of all splats covering each pixel; each part of the
         # points has its own buffer, merged by the same minimum
         zbufs = np.empty((parts, h * w), np.float32)
-        _depth_pass(points, *camera, zbufs)
+        _splat_pass(points, *camera, _F(depth_tolerance), None, zbufs)
         zmin = zbufs.min(axis=0)
         # pass 2: among the splats on that front surface, the nearest centre wins, then the
         # lower index
         keys = np.empty((parts, h * w), np.int64)
-        _key_pass(points, *camera, _F(depth_tolerance), zmin, keys)
+        _splat_pass(points, *camera, _F(depth_tolerance), zmin, keys)
         _resolve(
             keys,
             points,
@@ -138,41 +138,22 @@ def _pack(points, radii, axes, out):
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
-def _depth_pass(cols, P, fx, fy, width, height, near, max_px, zbufs):
-    """Set zbufs[c] (H*W,) to the least depth of the splats of part c of the points over each
-    pixel (inf where none)."""
-    parts, n = zbufs.shape[0], cols.shape[1]
+def _splat_pass(cols, P, fx, fy, width, height, near, max_px, tol, zmin, bufs):
+    """One pass over the splats, each part c of the points into its own buffer bufs[c] (H*W,).
+
+    zmin None, the depth pass: the least depth of the splats over each pixel (inf where
+    none). zmin (H*W,) the front surface, the key pass: the least key (squared distance from
+    the pixel centre as float32 bits, point index) of the splats over each pixel that lie at
+    most `tol` of their radii behind zmin there (_EMPTY where none). numba compiles one
+    version of the loop per pass (`zmin is None` is settled at compile time)."""
+    parts, n = bufs.shape[0], cols.shape[1]
     per_part = (n + parts - 1) // parts
     for c in prange(parts):
-        zbuf = zbufs[c]
-        zbuf[:] = np.inf  # filled by the thread that uses it
-        splats = np.empty((3, _BLOCK), np.float32)
-        boxes = np.empty((5, _BLOCK), np.int32)
-        end = min(n, (c + 1) * per_part)
-        for start in range(c * per_part, end, _BLOCK):
-            count = min(_BLOCK, end - start)
-            _project_block(
-                cols, start, count, P, fx, fy, width, height, near, max_px, splats, boxes
-            )
-            for k in range(count):
-                centre, i0, i1 = boxes[0, k], boxes[1, k], boxes[2, k]
-                j0, j1, z = boxes[3, k], boxes[4, k], splats[2, k]
-                for j in range(j0, j1 + 1):
-                    row = centre + j * width
-                    for i in range(i0, i1 + 1):
-                        zbuf[row + i] = min(zbuf[row + i], z)
-
-
-@numba.njit(cache=True, parallel=True, error_model="numpy")
-def _key_pass(cols, P, fx, fy, width, height, near, max_px, tol, zmin, keys):
-    """Set keys[c] (H*W,) to the least key (squared distance from the pixel centre as float32
-    bits, point index) of the splats of part c of the points over each pixel that lie on the
-    front surface there, at most `tol` of their radii behind `zmin` (_EMPTY where none)."""
-    parts, n = keys.shape[0], cols.shape[1]
-    per_part = (n + parts - 1) // parts
-    for c in prange(parts):
-        key = keys[c]
-        key[:] = _EMPTY
+        buf = bufs[c]
+        if zmin is None:  # filled by the thread that uses it
+            buf[:] = np.inf
+        else:
+            buf[:] = _EMPTY
         splats = np.empty((3, _BLOCK), np.float32)
         boxes = np.empty((5, _BLOCK), np.int32)
         end = min(n, (c + 1) * per_part)
@@ -191,12 +172,15 @@ def _key_pass(cols, P, fx, fy, width, height, near, max_px, tol, zmin, keys):
                     ddv = dv - _F(j)
                     for i in range(i0, i1 + 1):
                         q = row + i
+                        if zmin is None:
+                            buf[q] = min(buf[q], z)
+                            continue
                         ddu = du - _F(i)
                         # non-negative float32 bit patterns sort like the floats
                         d2 = np.float32(ddu * ddu + ddv * ddv).view(np.int32)
                         mine = (np.int64(d2) << _INDEX_BITS) | p
                         # branch-free: which splat wins is a coin toss for the predictor
-                        key[q] = min(key[q], mine if z <= zmin[q] + slack else _EMPTY)
+                        buf[q] = min(buf[q], mine if z <= zmin[q] + slack else _EMPTY)
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
