@@ -1,5 +1,6 @@
 """Unproject and rasterize against an analytic, independently ray-traced scene."""
 
+import json
 import math
 import os
 import subprocess
@@ -395,3 +396,25 @@ def test_compiled_kernel_leaves_torch_thread_count_alone():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.split() == ["1"]
+
+
+def test_warm_up_prepares_exactly_what_rendering_uses():
+    """`warm_up` (what the commands call under a "loading" message) compiles or loads the
+    same specializations a render then uses: rendering after it compiles nothing more."""
+    code = (
+        "import json\n"
+        "import torch\n"
+        "from dreamjourney.camera import Cameras\n"
+        "from dreamjourney.scene import PointCloud, raster_cpu, rasterize, unproject\n"
+        "raster_cpu.warm_up()\n"
+        "kernels = (raster_cpu._pack, raster_cpu._splat_pass, raster_cpu._resolve)\n"
+        "before = [len(k.signatures) for k in kernels]\n"
+        "cam = Cameras.create(torch.eye(4), width=16, height=12, fov_deg=60.0)\n"
+        "cloud = unproject(torch.rand(3, 12, 16), torch.full((12, 16), 2.0), cam)\n"
+        "spheres = PointCloud(cloud.points, cloud.colors, cloud.radii, cloud.times)\n"
+        "assert rasterize(cloud, cam).mask.all() and rasterize(spheres, cam).mask.all()\n"
+        "print(json.dumps([before, [len(k.signatures) for k in kernels]]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = json.loads(out.stdout)
+    assert after == before and min(before) > 0

@@ -10,7 +10,7 @@ import typer
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.trajectories import PRESETS, make_trajectory
-from dreamjourney.cli.console import console, err_console
+from dreamjourney.cli.console import console, err_console, prepare_cpu_rasterizer
 from dreamjourney.cli.options import parse_size
 from dreamjourney.errors import InputError
 from dreamjourney.io.clips import load_clip
@@ -94,6 +94,8 @@ def anyview(
         from dreamjourney.pipelines.anyview_geometry import AnyViewGeometryPipeline
 
         pipe = AnyViewGeometryPipeline(backends.depth, backends.completer)
+        if device == "cpu":
+            prepare_cpu_rasterizer()
         result = pipe(clip, cams_in, target, input_depth=input_depth, generator=generator)
         output = result.frames
         write_video(out / "render.mp4", result.render, fps=fps)

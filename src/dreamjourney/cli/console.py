@@ -1,6 +1,18 @@
 """Rich consoles shared by the commands (stdout for results, stderr for progress and errors)."""
 
+from contextlib import nullcontext
+
 from rich.console import Console
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def prepare_cpu_rasterizer(quiet: bool = False) -> None:
+    """Load the compiled CPU rasterizer before a command's progress bars start, saying why the
+    first run after an install waits (numba compiles it then, about 10 s)."""
+    from dreamjourney.scene import raster_cpu  # numba: only for the commands that render
+
+    message = "loading the CPU rasterizer (compiled on the first run after an install: ~10 s)"
+    with nullcontext() if quiet else err_console.status(message):
+        raster_cpu.warm_up()

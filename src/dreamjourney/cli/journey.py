@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dreamjourney.cli.console import console, err_console
+from dreamjourney.cli.console import console, err_console, prepare_cpu_rasterizer
 from dreamjourney.cli.options import parse_size
 from dreamjourney.errors import InputError
 from dreamjourney.io.images import load_image
@@ -103,6 +103,8 @@ def journey(
             "[bold yellow on red] WARNING [/] preset 'tiny' uses RANDOM-WEIGHT models: "
             "its frames are NOISE. It only exercises the code paths.",
         )
+    if device == "cpu":
+        prepare_cpu_rasterizer(quiet)
     journey_config = JourneyConfig(
         trajectory=trajectory,
         frames_per_segment=frames,

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dreamjourney.camera import Cameras, intrinsics_from_fov
 from dreamjourney.camera.formats import load_cameras, save_cameras
-from dreamjourney.cli.console import console, err_console
+from dreamjourney.cli.console import console, err_console, prepare_cpu_rasterizer
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_path
 from dreamjourney.io.depth import load_depth
@@ -72,6 +72,7 @@ def render(
     if len(cameras) == 0:
         raise InputError("the trajectory has no cameras", source=trajectory, field="--trajectory")
 
+    prepare_cpu_rasterizer()
     world = World()
     world.add_frame(photo, z, source)
     out.mkdir(parents=True, exist_ok=True)

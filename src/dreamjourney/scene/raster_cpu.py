@@ -108,6 +108,28 @@ def render_cpu(
         )
 
 
+def warm_up() -> None:
+    """Compile the kernels, or load them from numba's disk cache: about 10 s on the first run
+    after an install, a fraction of a second after that. The first render does it anyway; a
+    command calls this first so that it can say what the wait is."""
+    image, depth = torch.empty(3, 2, 2), torch.empty(2, 2)
+    index = torch.empty(2, 2, dtype=torch.long)
+    cols = columns(torch.ones(1, 3), torch.ones(1), torch.zeros(1, 2, 3))
+    render_cpu(
+        cols,
+        torch.ones(1, 3),
+        torch.eye(3),
+        torch.eye(4),
+        image,
+        depth,
+        index,
+        background=0.0,
+        near=1e-6,
+        max_splat_px=1.0,
+        depth_tolerance=1.0,
+    )
+
+
 @contextmanager
 def _threads_like_torch() -> Iterator[int]:
     """Run numba's parallel loops on as many threads as torch uses (yields that number), and
