@@ -328,7 +328,7 @@ def test_compiled_kernel_does_not_depend_on_how_the_points_are_split(source):
     _, _, _, cloud = source
     for scene, view in kernel_test_scenes(cloud)[::2]:
         renders = []
-        for chunks in (1, 2, 7):
+        for parts in (1, 2, 7):
             out = RenderOutput(
                 torch.empty(1, 3, view.height, view.width),
                 torch.empty(1, view.height, view.width),
@@ -339,7 +339,7 @@ def test_compiled_kernel_does_not_depend_on_how_the_points_are_split(source):
                 scene.columns(), scene.colors, view.K[0], view.w2c[0], out.image[0],
                 out.depth[0], out.index[0], background=0.0, near=raster.NEAR,
                 max_splat_px=raster.MAX_SPLAT_PX, depth_tolerance=raster.DEPTH_TOLERANCE,
-                chunks=chunks,
+                parts=parts,
             )  # fmt: skip
             renders.append(out)
         for out in renders[1:]:

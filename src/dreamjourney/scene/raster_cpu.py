@@ -32,7 +32,7 @@ from torch import Tensor
 _F = np.float32
 # the size of numba's thread pool, fixed at import (the stubs lack the config attributes)
 _POOL = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
-# stage 1 keys pack (squared distance as float32 bits, point index) into one int64
+# pass-2 keys pack (squared distance as float32 bits, point index) into one int64
 _INDEX_BITS = 32
 _INDEX_MASK = (1 << _INDEX_BITS) - 1
 _EMPTY = np.iinfo(np.int64).max
@@ -64,7 +64,7 @@ def render_cpu(
     near: float,
     max_splat_px: float,
     depth_tolerance: float,
-    chunks: int | None = None,
+    parts: int | None = None,
 ) -> None:
     """Render one camera into `image`, `depth` and `index`, by the rules of
     `raster._visible_points_torch`.
@@ -76,8 +76,8 @@ def render_cpu(
         image: (C, H, W) float32 out: the winning point's colour, `background` on holes.
         depth: (H, W) float32 out: its z-depth, 0 on holes.
         index: (H, W) long out: its index, -1 on holes.
-        chunks: how many parts the points are split into (default: one per thread, as many
-            threads as torch uses); the result is the same for any split.
+        parts: how many parts the points are split into, each with its own buffers (default:
+            one per thread, as many threads as torch uses); the result is the same for any.
     """
     c, h, w = image.shape
     points = cols.numpy()
@@ -85,7 +85,7 @@ def render_cpu(
     P = tuple(_F(x) for x in (K @ w2c[:3]).flatten().tolist())
     camera = (P, _F(K[0, 0]), _F(K[1, 1]), w, h, _F(near), _F(max_splat_px))
     with _threads_like_torch() as threads:
-        parts = threads if chunks is None else chunks
+        parts = threads if parts is None else parts
         # pass 1: the minimum depth of all splats covering each pixel; each part of the
         # points has its own buffer, merged by the same minimum
         zbufs = np.empty((parts, h * w), np.float32)
