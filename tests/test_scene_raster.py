@@ -418,3 +418,9 @@ def test_warm_up_prepares_exactly_what_rendering_uses():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     before, after = json.loads(out.stdout)
     assert after == before and min(before) > 0
+
+
+def test_compiled_kernel_refuses_a_cloud_off_the_cpu():
+    cloud = PointCloud.empty(device="meta")  # stands in for a CUDA cloud: no data is touched
+    with pytest.raises(ValueError, match="compiled kernel runs on the CPU, the cloud is on meta"):
+        rasterize(cloud, camera(size=4), kernel="compiled")
