@@ -15,14 +15,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dreamjourney.camera import Cameras, intrinsics_from_fov
-from dreamjourney.camera.formats import load_cameras, save_cameras
+from dreamjourney.camera.formats import load_cameras
 from dreamjourney.cli.console import console, err_console, prepare_cpu_rasterizer
 from dreamjourney.errors import InputError
-from dreamjourney.io.atomic import atomic_path
 from dreamjourney.io.depth import load_depth
-from dreamjourney.io.images import load_image, save_image
-from dreamjourney.io.video import VideoWriter
-from dreamjourney.scene import World, heuristic_depth, render_padded
+from dreamjourney.io.images import load_image
+from dreamjourney.pipelines.render import render_path
+from dreamjourney.scene import World, heuristic_depth
 
 
 def render(
@@ -75,25 +74,20 @@ def render(
     prepare_cpu_rasterizer()
     world = World()
     world.add_frame(photo, z, source)
-    out.mkdir(parents=True, exist_ok=True)
-    holes = []
     progress = Progress(
         TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err_console, transient=True,
     )  # fmt: skip
-    with progress, VideoWriter(out / "render.mp4", fps=fps) as video:
+    with progress:
         task = progress.add_task("render", total=len(cameras))
-        for i in range(len(cameras)):
-            view = render_padded(world.cloud, cameras[i], padding)
-            save_image(out / "frames" / f"{i:06d}.png", view.image[0])
-            save_image(out / "masks" / f"{i:06d}.png", view.mask[0])
-            with atomic_path(out / "depth" / f"{i:06d}.npy") as tmp, open(tmp, "wb") as f:
-                np.save(f, view.depth[0].numpy().astype(np.float32))
-            video.write(view.image[0])
-            holes.append(1.0 - view.mask[0].float().mean().item())
-            progress.advance(task)
-    save_cameras(cameras.pad(padding) if padding else cameras, out / "cameras.json", fps=fps)
-    world.save_ply(out / "world.ply")
+        holes = render_path(
+            world,
+            cameras,
+            out,
+            padding=padding,
+            fps=fps,
+            progress=lambda done, _: progress.update(task, completed=done),
+        )
     console.print(
         f"{len(cameras)} frames ({cameras.width + 2 * padding}x{cameras.height + 2 * padding}) "
         f"-> {out}; holes {100 * min(holes):.1f}-{100 * max(holes):.1f}% per frame; "

@@ -302,15 +302,22 @@ class JourneyPipeline:
         self, run: RunDir, photo: Tensor, config: JourneyConfig, file_cameras: Cameras | None
     ) -> None:
         """Lift the photo into a new world, fix the scene scale and the first prompt."""
-        camera = _first_camera(config, file_cameras)
+        camera = first_camera(config, file_cameras)
         self._scene_scale = 1.0
-        depth = self._timed("depth", lambda: self.backends.depth.estimate(photo)).depth
-        world = World(max_points=config.max_points)
-        world.add_frame(photo, depth, camera, time=0.0, new_only=False)
+        world = self.lift_photo(photo, camera, config)
         run.manifest.scene_scale = float(world.median_depth(camera))
         run.manifest.input_prompt = config.prompt or self._caption(photo)
         world.save(run.world_state_path(0))  # atomic
         run.save()
+
+    def lift_photo(self, photo: Tensor, camera: Cameras, config: JourneyConfig) -> World:
+        """The world a run starts from: every pixel of `photo` (3, H, W), already fitted to the
+        config's size, lifted from `camera` with the depth backend's depth, at time 0. The
+        studio's preview renders this world; its `median_depth(camera)` is the scene scale."""
+        depth = self._timed("depth", lambda: self.backends.depth.estimate(photo)).depth
+        world = World(max_points=config.max_points)
+        world.add_frame(photo, depth, camera, time=0.0, new_only=False)
+        return world
 
     # ================================================================= one segment
     def _segment(
@@ -330,7 +337,7 @@ class JourneyPipeline:
         start_camera = (
             load_cameras(run.segment_dir(index - 1) / "cameras.json")[-1]
             if index > 0
-            else _first_camera(config, file_cameras)
+            else first_camera(config, file_cameras)
         )
         cameras = self._segment_cameras(index, config, start_camera, file_cameras, seed)
         times = (first_frame + 1 + torch.arange(len(cameras))) / config.fps
@@ -540,7 +547,7 @@ class JourneyPipeline:
         return count
 
 
-def _first_camera(config: JourneyConfig, file_cameras: Cameras | None) -> Cameras:
+def first_camera(config: JourneyConfig, file_cameras: Cameras | None) -> Cameras:
     """The photo's camera, at time 0: the file's first camera, else identity with the fov."""
     if file_cameras is not None:
         camera = file_cameras[0]
