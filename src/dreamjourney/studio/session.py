@@ -1,0 +1,521 @@
+"""What the studio page edits (settings, the camera path) and what it asks for (the path, the
+preview, a run), on top of the same code as the CLI.
+
+* The photo is fitted and lifted into a world by `JourneyPipeline.lift_photo`, the scene
+  scale is that world's median depth: both exactly as a journey run starts.
+* A preset path is `make_trajectory` over the whole run (segments x frames + 1 cameras,
+  frame 0 = the photo's camera); a keyframe path is a `dreamjourney.keyframes/1` file
+  (`WORKSPACE/studio/keyframes.json`, usable with the CLI) read by `load_cameras`.
+* Preview is `render_path`, the `dreamjourney render` dry run, of that path.
+* Run writes the path as a native camera file and runs the journey pipeline on it in a
+  worker process (`dreamjourney.studio.jobs`): the run flies exactly the path shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from dreamjourney.camera import Cameras
+from dreamjourney.camera.formats import load_cameras, save_cameras
+from dreamjourney.camera.formats.keyframes import FORMAT_ID as KEYFRAMES_FORMAT
+from dreamjourney.camera.trajectories import PRESETS, make_trajectory
+from dreamjourney.errors import InputError
+from dreamjourney.io.atomic import atomic_write_text
+from dreamjourney.io.images import load_image
+from dreamjourney.io.rundir import sha256_file
+from dreamjourney.models.registry import PRESETS as BACKEND_PRESETS
+from dreamjourney.pipelines.journey import (
+    JourneyConfig,
+    JourneyPipeline,
+    default_size,
+    first_camera,
+    fit_image,
+)
+from dreamjourney.pipelines.render import render_path
+from dreamjourney.scene import World
+from dreamjourney.studio.jobs import Jobs, JobSpec
+from dreamjourney.studio.workspace import SUFFIXES, Workspace
+
+MAX_KEYFRAMES = 32
+# a camera file loaded for editing becomes at most this many keyframes
+KEYS_FROM_FILE = 8
+
+
+class Keyframe(BaseModel):
+    """One key of a keyframe path: OpenCV world coordinates (the photo's camera at the origin
+    looking along +z, world up -y), horizontal field of view in degrees, time in seconds."""
+
+    time: float
+    position: tuple[float, float, float]
+    look_at: tuple[float, float, float]
+    fov: float = Field(default=60.0, gt=0, lt=180)
+
+
+class PathSpec(BaseModel):
+    """The camera path: a trajectory preset with its options, or keyframes."""
+
+    mode: Literal["preset", "keyframes"] = "preset"
+    preset: str = "forward"
+    options: dict[str, Any] = Field(default_factory=dict)
+    keyframes: list[Keyframe] = Field(default_factory=list, max_length=MAX_KEYFRAMES)
+
+    @field_validator("preset")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in PRESETS:
+            raise ValueError(f"unknown trajectory preset {name!r}; presets: {', '.join(PRESETS)}")
+        return name
+
+
+class Settings(BaseModel):
+    """Everything the page sets. `width`/`height` None: the photo's size, at most 512 px."""
+
+    input: str | None = None
+    backends: str = "offline"
+    width: int | None = Field(default=None, ge=8, le=2048)
+    height: int | None = Field(default=None, ge=8, le=2048)
+    fov: float = Field(default=60.0, gt=0, lt=180)
+    segments: int = Field(default=2, ge=1, le=100)
+    frames: int = Field(default=16, ge=1, le=256)
+    motion: bool = True
+    motion_frames: int = Field(default=8, ge=1, le=256)
+    prompt: str | None = Field(default=None, max_length=2000)
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    fps: float = Field(default=24.0, gt=0, le=240)
+    device: str = "cpu"
+    path: PathSpec = Field(default_factory=PathSpec)
+
+    @field_validator("backends")
+    @classmethod
+    def _backends(cls, name: str) -> str:
+        if name not in BACKEND_PRESETS:
+            raise ValueError(f"unknown preset {name!r}; presets: {', '.join(BACKEND_PRESETS)}")
+        return name
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+            raise ValueError(f"expected cpu or cuda, got {device!r}")
+        return device
+
+    @property
+    def num_frames(self) -> int:
+        """Stage I cameras of the whole run, the photo's camera included."""
+        return self.segments * self.frames + 1
+
+
+def parse_settings(data: Any) -> Settings:
+    """Settings from the page's JSON; a refusal is one line naming the field."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InputError(message, field=where) from None
+
+
+@dataclass
+class Lifted:
+    """The photo's world as a run starts it."""
+
+    photo: torch.Tensor  # (3, H, W) fitted to the run's size
+    camera: Cameras  # (1,) the photo's camera
+    world: World
+    scale: float  # median depth seen from `camera`
+
+
+class Studio:
+    """The studio's state and actions; thread-safe (one lock), shared by all open pages.
+
+    Args:
+        workspace: where everything is read and written.
+        on_change: called (outside the lock) after the path or the world changed, with this
+            studio; the 3D viewer redraws from `scene()`.
+    """
+
+    def __init__(self, workspace: Workspace, *, on_change: Callable[[Studio], None] | None = None):
+        self.workspace = workspace
+        self.jobs = Jobs(workspace.studio_dir / "jobs")
+        self.on_change = on_change
+        self._lock = threading.RLock()
+        self._pipelines: dict[tuple[str, str], JourneyPipeline] = {}
+        self._lifted: dict[str, Lifted] = {}
+        self._cameras: Cameras | None = None
+        self._preview: tuple[int, Path] | None = None
+        self.version = 0
+        self.settings = self._load_state()
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def _state_path(self) -> Path:
+        return self.workspace.studio_dir / "state.json"
+
+    def _load_state(self) -> Settings:
+        try:
+            return Settings.model_validate_json(self._state_path.read_text())
+        except (OSError, ValueError):
+            return Settings()
+
+    def update(self, data: Any) -> dict[str, Any]:
+        """Replace the settings with the page's (validated); returns `state()`."""
+        settings = parse_settings(data)
+        with self._lock:
+            if settings.input is not None:
+                self._input_path(settings.input)  # refuse a bad input before keeping it
+            self.settings = settings
+            self._changed()
+        self._notify()
+        return self.state()
+
+    def _changed(self) -> None:
+        self._cameras = None
+        self.version += 1
+        atomic_write_text(self._state_path, self.settings.model_dump_json(indent=1))
+
+    def _notify(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def state(self) -> dict[str, Any]:
+        """Settings, the path's summary (or why there is none) and the version."""
+        with self._lock:
+            summary: dict[str, Any] = {"frames": self.settings.num_frames}
+            if self.settings.input is not None:
+                try:
+                    lifted = self._lift_default()
+                    cameras = self.cameras()
+                    summary.update(
+                        width=cameras.width,
+                        height=cameras.height,
+                        scene_scale=round(lifted.scale, 6),
+                        length=round(_path_length(cameras), 6),
+                        world_points=len(lifted.world),
+                    )
+                except InputError as exc:
+                    summary["error"] = str(exc)
+            return {
+                "version": self.version,
+                "settings": self.settings.model_dump(),
+                "path": summary,
+            }
+
+    # ------------------------------------------------------------------ the photo's world
+    def _input_path(self, relative: str) -> Path:
+        path = self.workspace.resolve(relative)
+        kind = SUFFIXES.get(path.suffix.lower())
+        if kind != "photo":
+            raise InputError(
+                "the studio's journey takes a photo (PNG, JPEG, ...); "
+                "run a video with `dreamjourney anyview`",
+                source=relative,
+            )
+        return path
+
+    def size(self) -> tuple[int, int]:
+        """The run's (width, height)."""
+        s = self.settings
+        if s.input is None:
+            raise InputError("open a photo first", field="input")
+        photo = self._photo()
+        w, h = default_size(photo.shape[2], photo.shape[1])
+        return s.width or w, s.height or h
+
+    def _photo(self) -> torch.Tensor:
+        assert self.settings.input is not None
+        return load_image(self._input_path(self.settings.input))
+
+    def pipeline(self) -> JourneyPipeline:
+        """The journey pipeline of the chosen backends (built once; weights load on use)."""
+        key = (self.settings.backends, self.settings.device)
+        if key not in self._pipelines:
+            self._pipelines[key] = JourneyPipeline.from_preset(key[0], device=key[1])
+        return self._pipelines[key]
+
+    def journey_config(self, trajectory: str) -> JourneyConfig:
+        s = self.settings
+        width, height = self.size()
+        return JourneyConfig(
+            trajectory=trajectory,
+            frames_per_segment=s.frames,
+            motion=s.motion,
+            motion_frames=s.motion_frames,
+            prompt=s.prompt or None,
+            width=width,
+            height=height,
+            fov_deg=s.fov,
+            fps=s.fps,
+        )
+
+    def _lift(self, camera: Cameras) -> Lifted:
+        """The world lifted from `camera` (cached per photo, backends, size and camera)."""
+        s = self.settings
+        assert s.input is not None
+        key = _digest(
+            sha256_file(self._input_path(s.input)),
+            s.backends,
+            camera.K.numpy().tobytes(),
+            camera.c2w.numpy().tobytes(),
+            f"{camera.width}x{camera.height}",
+        )
+        if key not in self._lifted:
+            config = self.journey_config("forward")
+            photo = fit_image(self._photo(), camera.width, camera.height)
+            world = self.pipeline().lift_photo(photo, camera, config)
+            self._lifted = {key: Lifted(photo, camera, world, world.median_depth(camera))}
+        return self._lifted[key]
+
+    def _lift_default(self) -> Lifted:
+        """The world of a preset path: lifted from the identity camera with the set fov."""
+        return self._lift(first_camera(self.journey_config("forward"), None))
+
+    # ------------------------------------------------------------------ the path
+    @property
+    def keyframes_path(self) -> Path:
+        return self.workspace.studio_dir / "keyframes.json"
+
+    def cameras(self) -> Cameras:
+        """The run's stage I cameras, frame 0 the photo's camera (OpenCV c2w)."""
+        with self._lock:
+            if self._cameras is None:
+                self._cameras = self._layout()
+            return self._cameras
+
+    def _layout(self) -> Cameras:
+        s = self.settings
+        width, height = self.size()
+        if s.path.mode == "preset":
+            lifted = self._lift_default()
+            return make_trajectory(
+                s.path.preset,
+                s.num_frames,
+                scene_scale=lifted.scale,
+                start=lifted.camera,
+                seed=s.seed,
+                fps=s.fps,
+                **s.path.options,
+            )
+        if len(s.path.keyframes) < 2:
+            raise InputError("a keyframe path needs at least two keyframes", field="keyframes")
+        self._write_keyframes(width, height)
+        return load_cameras(self.keyframes_path)
+
+    def _write_keyframes(self, width: int, height: int) -> None:
+        s = self.settings
+        data = {
+            "format": KEYFRAMES_FORMAT,
+            "width": width,
+            "height": height,
+            "fps": s.fps,
+            "num_frames": s.num_frames,
+            "keyframes": [k.model_dump() for k in s.path.keyframes],
+        }
+        atomic_write_text(self.keyframes_path, json.dumps(data, indent=1))
+
+    def scene(self) -> tuple[Lifted, Cameras] | None:
+        """The world the path starts from and the path, or None while there is none."""
+        with self._lock:
+            if self.settings.input is None:
+                return None
+            try:
+                cameras = self.cameras()
+                return self._lift(cameras[0]), cameras
+            except InputError:
+                return None
+
+    def keyframe_at(self, frame: int) -> Keyframe:
+        """A keyframe for camera `frame` of the current path: its centre, a look-at point one
+        scene scale ahead, its horizontal fov."""
+        with self._lock:
+            cameras = self.cameras()
+            frame = min(max(frame, 0), len(cameras) - 1)
+            camera = cameras[frame]
+            return _keyframe(camera, self._lift_default().scale)
+
+    def add_keyframe(self, frame: int) -> dict[str, Any]:
+        """Insert a keyframe at camera `frame` of the current path. The first one turns a
+        preset path into keyframes (its start, the new key unless it is the start or the
+        end, and its end), so the path does not jump."""
+        with self._lock:
+            cameras = self.cameras()
+            frame = min(max(frame, 0), len(cameras) - 1)
+            path = self.settings.path
+            scale = self._lift_default().scale
+            if path.mode == "preset":
+                picks = sorted({0, frame, len(cameras) - 1})
+                keys = [_keyframe(cameras[i], scale) for i in picks]
+            else:
+                key = _keyframe(cameras[frame], scale)
+                keys = [k for k in path.keyframes if not math.isclose(k.time, key.time)]
+                keys = sorted([*keys, key], key=lambda k: k.time)
+            if len(keys) > MAX_KEYFRAMES:
+                raise InputError(f"at most {MAX_KEYFRAMES} keyframes", field="keyframes")
+            new_path = path.model_copy(update={"mode": "keyframes", "keyframes": keys})
+            self.settings = self.settings.model_copy(update={"path": new_path})
+            self._changed()
+        self._notify()
+        return self.state()
+
+    def move_keyframe(self, index: int, position: np.ndarray, rotation: np.ndarray) -> None:
+        """Move keyframe `index` to `position` (3,) looking along `rotation`'s (3, 3) +z axis,
+        keeping its look-at distance (what a gizmo drag in the 3D view does)."""
+        with self._lock:
+            keys = list(self.settings.path.keyframes)
+            if not 0 <= index < len(keys):
+                raise InputError(f"no keyframe {index}", field="keyframes")
+            key = keys[index]
+            distance = float(np.linalg.norm(np.subtract(key.look_at, key.position))) or 1.0
+            target = np.asarray(position, dtype=float) + distance * np.asarray(rotation)[:, 2]
+            keys[index] = key.model_copy(
+                update={"position": tuple(map(float, position)), "look_at": tuple(target)}
+            )
+            path = self.settings.path.model_copy(update={"keyframes": keys})
+            self.settings = self.settings.model_copy(update={"path": path})
+            self._changed()
+        self._notify()
+
+    def load_camera_file(self, relative: str) -> dict[str, Any]:
+        """Open a camera file (any supported format) for editing: up to `KEYS_FROM_FILE` of
+        its cameras, evenly spread, become keyframes (their roll is not kept)."""
+        path = self.workspace.resolve(relative)
+        cameras = load_cameras(path)
+        if len(cameras) < 2:
+            raise InputError("needs at least 2 cameras to make a path", source=relative)
+        with self._lock:
+            scale = self._lift_default().scale if self.settings.input is not None else 1.0
+            picks = np.unique(np.linspace(0, len(cameras) - 1, KEYS_FROM_FILE).round()).astype(int)
+            times = cameras.times[torch.from_numpy(picks)].double().numpy()
+            if not (np.diff(times) > 0).all():  # an untimed file (COLMAP): keys by index
+                times = picks.astype(float)
+            keys = [
+                _keyframe(cameras[int(i)], scale).model_copy(update={"time": float(t - times[0])})
+                for i, t in zip(picks, times, strict=True)
+            ]
+            new_path = self.settings.path.model_copy(
+                update={"mode": "keyframes", "keyframes": keys}
+            )
+            self.settings = self.settings.model_copy(update={"path": new_path})
+            self._changed()
+        self._notify()
+        return self.state()
+
+    # ------------------------------------------------------------------ preview and run
+    def preview(self) -> dict[str, Any]:
+        """The dry run along the path (frames, masks, depth; cached by content): where its
+        files are and the share of hole pixels of every frame."""
+        with self._lock:
+            cameras = self.cameras()
+            lifted = self._lift(cameras[0])
+            key = _digest(
+                cameras.K.numpy().tobytes(),
+                cameras.c2w.numpy().tobytes(),
+                lifted.world.cloud.points.numpy().tobytes(),
+                lifted.world.cloud.colors.numpy().tobytes(),
+            )[:16]
+            out = self.workspace.studio_dir / "previews" / key
+            holes_file = out / "holes.json"
+            if not holes_file.is_file():
+                holes = render_path(lifted.world, cameras, out, fps=self.settings.fps)
+                atomic_write_text(holes_file, json.dumps([round(h, 6) for h in holes]))
+            holes = json.loads(holes_file.read_text())
+            self._preview = (self.version, out)
+            return {
+                "dir": self.workspace.relative(out),
+                "frames": len(cameras),
+                "width": cameras.width,
+                "height": cameras.height,
+                "fps": self.settings.fps,
+                "holes": holes,
+            }
+
+    def last_preview(self) -> Path | None:
+        """The folder of the preview of the current path, if one was made."""
+        with self._lock:
+            if self._preview is None or self._preview[0] != self.version:
+                return None
+            return self._preview[1]
+
+    def run_spec(self) -> JobSpec:
+        """The job that runs the journey on the current settings and path. Its name comes from
+        what decides the frames, so the same settings reopen (and resume) the same run."""
+        with self._lock:
+            s = self.settings
+            cameras = self.cameras()
+            image = self._input_path(s.input or "")
+            folder = self.workspace.studio_dir / "paths"
+            path_file = (
+                folder
+                / f"{_digest(cameras.c2w.numpy().tobytes(), cameras.K.numpy().tobytes())[:16]}.json"
+            )
+            save_cameras(cameras, path_file, format="native", fps=s.fps)
+            config = self.journey_config(str(path_file))
+            identity = _digest(
+                sha256_file(image),
+                json.dumps(
+                    {**config.__dict__, "trajectory": path_file.name, "preset": s.backends},
+                    sort_keys=True,
+                ),
+                str(s.seed),
+                str(s.segments),
+            )[:10]
+            name = f"{_slug(image.stem)}-{identity}"
+            return JobSpec(
+                name=name,
+                image=str(image),
+                out=str(self.workspace.runs_dir / name),
+                preset=s.backends,
+                config=config.__dict__,
+                segments=s.segments,
+                seed=s.seed,
+                device=s.device,
+            )
+
+    def run(self) -> dict[str, Any]:
+        """Start (or resume) the run of the current settings; returns its status."""
+        spec = self.run_spec()
+        self.jobs.start(spec)
+        return self.jobs.status(spec.name)
+
+
+def _keyframe(camera: Cameras, scale: float) -> Keyframe:
+    center = camera.centers[0].double().numpy()
+    target = center + scale * camera.forward[0].double().numpy()
+    x, y, z = (round(float(v), 6) for v in center)
+    tx, ty, tz = (round(float(v), 6) for v in target)
+    return Keyframe(
+        time=round(float(camera.times[0]), 6),
+        position=(x, y, z),
+        look_at=(tx, ty, tz),
+        fov=round(float(camera.fov_deg()[0]), 4),
+    )
+
+
+def _path_length(cameras: Cameras) -> float:
+    return float(cameras.centers.diff(dim=0).norm(dim=-1).sum()) if len(cameras) > 1 else 0.0
+
+
+def _digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:40] or "run"
+
+
+__all__ = ["Keyframe", "Lifted", "PathSpec", "Settings", "Studio", "parse_settings"]
