@@ -30,6 +30,14 @@ def studio(
         raise InputError(f"must be > 0, got {upload_limit}", field="--upload-limit")
     if workspace.exists() and not workspace.is_dir():
         raise InputError("is a file, not a directory", source=workspace, field="--workspace")
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+        import viser  # noqa: F401
+    except ImportError as exc:
+        raise InputError(
+            f"the studio needs {exc.name}: pip install 'dreamjourney[studio]'"
+        ) from None
     from dreamjourney.studio import serve
 
     if host not in ("127.0.0.1", "localhost", "::1"):

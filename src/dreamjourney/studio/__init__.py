@@ -34,6 +34,9 @@ def serve(
         upload_limit: the largest upload in bytes (default `DEFAULT_UPLOAD_LIMIT`).
         on_ready: called with the page's URL once the server listens.
     """
+    sock = _listen(host, port)  # a busy port is refused before the slow imports
+    port = sock.getsockname()[1]
+
     import uvicorn
 
     from dreamjourney.scene import raster_cpu
@@ -42,8 +45,6 @@ def serve(
     from dreamjourney.studio.viewer import Viewer
     from dreamjourney.studio.workspace import DEFAULT_UPLOAD_LIMIT, Workspace
 
-    sock = _listen(host, port)
-    port = sock.getsockname()[1]
     space = Workspace(workspace, upload_limit=upload_limit or DEFAULT_UPLOAD_LIMIT)
     viewer = Viewer(host, viewer_port if viewer_port is not None else port + 1)
     studio = Studio(space, on_change=viewer.show)

@@ -156,6 +156,10 @@ def create_app(studio: Studio, viewer: Viewer | None = None) -> FastAPI:
     def preview() -> dict[str, Any]:
         return studio.preview()
 
+    @app.get("/api/preview")
+    def last_preview() -> dict[str, Any]:
+        return studio.last_preview_result() or {}
+
     @app.get("/api/path/cameras")
     def path_cameras(format: str = "native") -> FileResponse:
         cameras = studio.cameras()

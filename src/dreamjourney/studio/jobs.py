@@ -83,7 +83,8 @@ class Jobs:
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.spec_path(spec.name), spec.model_dump_json(indent=1))
             atomic_write_text(
-                self.progress_path(spec.name), json.dumps({"state": "starting", "lines": []})
+                self.progress_path(spec.name),
+                json.dumps({"state": "starting", "lines": [], "message": "starting the worker"}),
             )
             with open(self.log_path(spec.name), "ab") as log:
                 self._procs[spec.name] = subprocess.Popen(

@@ -429,16 +429,19 @@ class Studio:
             if not holes_file.is_file():
                 holes = render_path(lifted.world, cameras, out, fps=self.settings.fps)
                 atomic_write_text(holes_file, json.dumps([round(h, 6) for h in holes]))
-            holes = json.loads(holes_file.read_text())
             self._preview = (self.version, out)
-            return {
-                "dir": self.workspace.relative(out),
-                "frames": len(cameras),
-                "width": cameras.width,
-                "height": cameras.height,
-                "fps": self.settings.fps,
-                "holes": holes,
-            }
+            return self._preview_result(out)
+
+    def _preview_result(self, out: Path) -> dict[str, Any]:
+        cameras = load_cameras(out / "cameras.json")
+        return {
+            "dir": self.workspace.relative(out),
+            "frames": len(cameras),
+            "width": cameras.width,
+            "height": cameras.height,
+            "fps": self.settings.fps,
+            "holes": json.loads((out / "holes.json").read_text()),
+        }
 
     def last_preview(self) -> Path | None:
         """The folder of the preview of the current path, if one was made."""
@@ -446,6 +449,11 @@ class Studio:
             if self._preview is None or self._preview[0] != self.version:
                 return None
             return self._preview[1]
+
+    def last_preview_result(self) -> dict[str, Any] | None:
+        """What `preview` returned for the current path, if it ran (a reloaded page shows it)."""
+        out = self.last_preview()
+        return self._preview_result(out) if out is not None else None
 
     def run_spec(self) -> JobSpec:
         """The job that runs the journey on the current settings and path. Its name comes from
@@ -495,7 +503,7 @@ def _keyframe(camera: Cameras, scale: float) -> Keyframe:
     x, y, z = (round(float(v), 6) for v in center)
     tx, ty, tz = (round(float(v), 6) for v in target)
     return Keyframe(
-        time=round(float(camera.times[0]), 6),
+        time=float(camera.times[0]),
         position=(x, y, z),
         look_at=(tx, ty, tz),
         fov=round(float(camera.fov_deg()[0]), 4),

@@ -44,7 +44,10 @@ class Viewer:
         self.server = viser.ViserServer(host=host, port=port, verbose=False, label="dreamjourney")
         self.server.scene.set_up_direction("-y")
         self.server.gui.configure_theme(
-            control_layout="collapsible", show_logo=False, show_share_button=False
+            control_layout="collapsible",
+            control_width="small",
+            show_logo=False,
+            show_share_button=False,
         )
         self._studio: Studio | None = None
         self._world_key: int | None = None
@@ -119,7 +122,7 @@ class Viewer:
                 f"/path/frustum_{i}",
                 fov=float(vfov[i]),
                 aspect=cameras.width / cameras.height,
-                scale=0.12 * scale,
+                scale=0.06 * scale,
                 color=_colour(i / max(n - 1, 1)),
                 wxyz=_wxyz(c2w[i]),
                 position=c2w[i, :3, 3],
@@ -134,7 +137,7 @@ class Viewer:
             self._gizmos = []
             for i in range(len(keys)):
                 handle = self.server.scene.add_transform_controls(
-                    f"/keyframes/{i}", scale=0.25 * scale, depth_test=False
+                    f"/keyframes/{i}", scale=0.15 * scale, depth_test=False
                 )
                 handle.on_update(self._on_gizmo(i))
                 self._gizmos.append(handle)
@@ -174,7 +177,7 @@ class Viewer:
                 "/cursor",
                 fov=float(np.radians(cameras.fov_deg("vertical")[i])),
                 aspect=cameras.width / cameras.height,
-                scale=0.25 * self._scale,
+                scale=0.1 * self._scale,
                 color=(250, 200, 0),
                 image=image,
                 wxyz=_wxyz(c2w),
@@ -210,6 +213,6 @@ class Viewer:
     def _place_client(self, client: Any) -> None:
         """A new view starts behind and above the photo's camera, looking into the scene."""
         s = self._scale
-        client.camera.position = (0.0, -0.6 * s, -1.2 * s)
-        client.camera.look_at = (0.0, 0.0, 0.8 * s)
+        client.camera.position = (0.6 * s, -0.5 * s, -1.0 * s)
+        client.camera.look_at = (0.0, 0.0, 0.6 * s)
         client.camera.up_direction = (0.0, -1.0, 0.0)

@@ -94,9 +94,21 @@ function readSettings() {
   return s;
 }
 
+// Edits go to the server one after another; an answer is shown only if no later edit was
+// made meanwhile (an older answer would put back values the user has just changed).
+let edits = 0;
+let sending = Promise.resolve();
+
 function push(delay = 200) {
   clearTimeout(pushTimer);
-  pushTimer = setTimeout(() => guarded(async () => showState(await api("PUT", "/api/state", readSettings()))), delay);
+  const mine = ++edits;
+  pushTimer = setTimeout(() => {
+    sending = sending.then(() => guarded(async () => {
+      const next = await api("PUT", "/api/state", readSettings());
+      if (mine === edits) showState(next);
+      else state.version = next.version;
+    }));
+  }, delay);
 }
 
 function showOptions(name, options) {
@@ -210,7 +222,7 @@ function scrub() {
   guarded(() => api("POST", "/api/scrub", { frame: Number($("timeline").value) }));
 }
 
-function showPreview(result) {
+function showPreview(result, autoplay = true) {
   preview = result;
   $("preview").hidden = false;
   const bars = $("hole-bars");
@@ -227,7 +239,7 @@ function showPreview(result) {
   const worst = Math.max(...result.holes);
   $("run-status").textContent = `preview: ${result.frames} frames, holes up to ${(100 * worst).toFixed(1)}% of a frame`;
   showTimeline();
-  play(true);
+  play(autoplay);
 }
 
 function play(start) {
@@ -330,6 +342,8 @@ async function start() {
   if (info.viewer_port) $("viewer").src = `${location.protocol}//${location.hostname}:${info.viewer_port}/`;
   await refreshFiles();
   showState(await api("GET", "/api/state"));
+  const last = await api("GET", "/api/preview");
+  if (last.frames) showPreview(last, false);
   const runs = await api("GET", "/api/runs");
   if (runs.length) showRun(runs[0]); // a reload finds the latest run, still going or not
 
@@ -355,7 +369,8 @@ async function start() {
   // a gizmo drag in the 3D view changes the settings on the server: follow it
   setInterval(async () => {
     const next = await api("GET", "/api/state").catch(() => null);
-    if (next && state && next.version !== state.version && !$("controls").contains(document.activeElement)) showState(next);
+    const typing = document.activeElement && document.activeElement.tagName === "INPUT";
+    if (next && state && next.version !== state.version && !typing) showState(next);
   }, 1000);
 }
 
