@@ -8,16 +8,19 @@ Screenshots of every step go to docs/studio/ when DREAMJOURNEY_SCREENSHOTS=1.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import queue
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -175,28 +178,6 @@ def test_bad_uploads_get_a_message_and_leave_nothing(server, tmp_path):
     assert (uploads / "clip.mp4").read_bytes() == mp4.read_bytes()
 
 
-def test_cancel_keeps_finished_segments_and_resume_finishes(server):
-    assert server.json("POST", "/api/example")[0] == 200
-    settings(server, input="examples/garden.png", width=32, height=24, segments=8, frames=2,
-             path={"mode": "preset", "preset": "pan-left"})  # fmt: skip
-    status, run = server.json("POST", "/api/run")
-    assert status == 200 and run["state"] in ("starting", "running"), run
-    name = run["name"]
-    server.wait_run(name, lambda r: r.get("segments_done", 0) >= 1)
-    status, run = server.json("POST", f"/api/runs/{name}/cancel")
-    run = server.wait_run(name, lambda r: r["state"] != "running" and not r["alive"])
-    assert run["state"] == "cancelled", run
-    done = run["segments_done"]
-    assert 1 <= done < 8, run
-    folder = server.workspace / "runs" / name
-    assert not list(folder.rglob("*.tmp*")), "a cancelled run leaves no partial file"
-    status, run = server.json("POST", f"/api/runs/{name}/resume")
-    run = server.wait_run(name, lambda r: r["state"] in ("done", "failed") and not r["alive"])
-    assert run["state"] == "done" and run["segments_done"] == 8, run
-    frames, _ = read_video(folder / "video.mp4")
-    assert len(frames) == 8 * 2
-
-
 def test_cli_refuses_a_bad_or_busy_port(tmp_path, monkeypatch, capsys):
     def run(*args: str) -> tuple[int, str]:
         monkeypatch.setattr(sys, "argv", ["dreamjourney", "studio", "-w", str(tmp_path), *args])
@@ -241,9 +222,10 @@ CLOSE_WEBGL_NOTE = """() => {
 def shot(page, name: str) -> None:
     if SHOTS is not None:
         SHOTS.mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(1500)  # let the 3D view draw
         for frame in page.frames[1:]:
             frame.evaluate(CLOSE_WEBGL_NOTE)
-        page.wait_for_timeout(1500)  # let the 3D view draw
+        page.wait_for_timeout(300)
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
@@ -300,6 +282,11 @@ def test_the_page_from_photo_to_results(server, browser, tmp_path):
         time.sleep(0.1)
     assert path["mode"] == "keyframes"
     shot(page, "04-keyframes")
+    page.click("#fly")
+    page.wait_for_function(
+        "document.querySelector('#timeline-label').textContent === "
+        "'flying the 3D view along 17 cameras'"
+    )
 
     # preview: frames and hole shares appear
     page.click("#preview-button")
@@ -354,6 +341,24 @@ def test_the_page_from_photo_to_results(server, browser, tmp_path):
     shown = load_cameras(preview_dir / "cameras.json")
     assert torch.allclose(run_cameras.c2w, shown.c2w[1:], atol=1e-5)
 
+    # every writable format, read back (COLMAP comes as a zip of its text model)
+    for fmt in ("native", "re10k", "colmap"):
+        status, body = server.request("GET", f"/api/runs/{run['name']}/cameras?format={fmt}")
+        assert status == 200, body
+        target = tmp_path / fmt
+        target.mkdir()
+        if fmt == "colmap":
+            with zipfile.ZipFile(io.BytesIO(body)) as archive:
+                archive.extractall(target)
+            cameras = load_cameras(target)
+        else:
+            name = {"native": "cameras.json", "re10k": "cameras.txt"}[fmt]
+            (target / name).write_bytes(body)
+            cameras = load_cameras(target / name)
+        assert torch.allclose(cameras.c2w, run_cameras.c2w, atol=1e-4), fmt
+    status, body = server.request("GET", f"/api/runs/{run['name']}/cameras?format=ply")
+    assert status == 400 and "unknown format" in json.loads(body)["error"]
+
     # a bad upload: a message in the page
     page.set_input_files(
         "#upload",
@@ -363,3 +368,42 @@ def test_the_page_from_photo_to_results(server, browser, tmp_path):
     assert "broken.png: not a valid photo file" in page.text_content("#message")
     shot(page, "08-bad-upload")
     page.close()
+
+
+# ---------------------------------------------------------------------- runs over HTTP
+def test_cancel_keeps_finished_segments_and_resume_finishes(server):
+    assert server.json("POST", "/api/example")[0] == 200
+    settings(server, input="examples/garden.png", width=32, height=24, segments=12, frames=2,
+             path={"mode": "preset", "preset": "pan-left"})  # fmt: skip
+    status, run = server.json("POST", "/api/run")
+    assert status == 200 and run["state"] in ("starting", "running"), run
+    name = run["name"]
+    # hold the worker still once a segment is done, so the cancel lands mid-run on any machine
+    progress_file = server.workspace / "studio" / "jobs" / f"{name}.progress.json"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            progress = json.loads(progress_file.read_text())
+        except (OSError, ValueError):
+            progress = {}
+        if progress.get("segments_done", 0) >= 1:
+            break
+        assert time.monotonic() < deadline, progress
+        time.sleep(0.01)
+    os.kill(progress["pid"], signal.SIGSTOP)
+    try:
+        status, run = server.json("POST", f"/api/runs/{name}/cancel")
+        assert status == 200
+    finally:
+        os.kill(progress["pid"], signal.SIGCONT)
+    run = server.wait_run(name, lambda r: r["state"] != "running" and not r["alive"])
+    assert run["state"] == "cancelled", run
+    done = run["segments_done"]
+    assert 1 <= done < 12, run
+    folder = server.workspace / "runs" / name
+    assert not list(folder.rglob("*.tmp*")), "a cancelled run leaves no partial file"
+    status, run = server.json("POST", f"/api/runs/{name}/resume")
+    run = server.wait_run(name, lambda r: r["state"] in ("done", "failed") and not r["alive"])
+    assert run["state"] == "done" and run["segments_done"] == 12, run
+    frames, _ = read_video(folder / "video.mp4")
+    assert len(frames) == 12 * 2

@@ -96,7 +96,8 @@ function readSettings() {
 
 // Edits go to the server one after another; an answer is shown only if no later edit was
 // made meanwhile (an older answer would put back values the user has just changed).
-let edits = 0;
+let edits = 0; // edits made
+let answered = 0; // edits the server has answered
 let sending = Promise.resolve();
 
 function push(delay = 200) {
@@ -104,9 +105,13 @@ function push(delay = 200) {
   const mine = ++edits;
   pushTimer = setTimeout(() => {
     sending = sending.then(() => guarded(async () => {
-      const next = await api("PUT", "/api/state", readSettings());
-      if (mine === edits) showState(next);
-      else state.version = next.version;
+      try {
+        const next = await api("PUT", "/api/state", readSettings());
+        if (mine === edits) showState(next);
+        else state.version = next.version;
+      } finally {
+        answered = Math.max(answered, mine);
+      }
     }));
   }, delay);
 }
@@ -357,7 +362,10 @@ async function start() {
   }));
   $("add-keyframe").addEventListener("click", () => guarded(async () => showState(await api("POST", "/api/keyframes", { frame: Number($("timeline").value) }))));
   $("timeline").addEventListener("input", scrub);
-  $("fly").addEventListener("click", () => guarded(() => api("POST", "/api/fly")));
+  $("fly").addEventListener("click", () => guarded(async () => {
+    const flight = await api("POST", "/api/fly");
+    $("timeline-label").textContent = `flying the 3D view along ${flight.frames} cameras`;
+  }));
   $("play").addEventListener("click", () => play(playing === null));
   $("preview-button").addEventListener("click", () => guarded(async () => {
     $("run-status").textContent = "rendering the preview...";
@@ -368,9 +376,11 @@ async function start() {
   $("camera-format").addEventListener("change", setCameraLink);
   // a gizmo drag in the 3D view changes the settings on the server: follow it
   setInterval(async () => {
+    const before = edits;
     const next = await api("GET", "/api/state").catch(() => null);
     const typing = document.activeElement && document.activeElement.tagName === "INPUT";
-    if (next && state && next.version !== state.version && !typing) showState(next);
+    const quiet = before === edits && answered === edits; // no edit of ours on its way
+    if (next && state && next.version !== state.version && !typing && quiet) showState(next);
   }, 1000);
 }
 
