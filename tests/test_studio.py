@@ -212,8 +212,8 @@ def browser():
 
 # viser warns that WebGL runs in software (true in headless Chromium): close it for pictures
 CLOSE_WEBGL_NOTE = """() => {
-  for (const b of document.querySelectorAll("button")) {
-    const note = b.closest("[class*=Notification]");
+  for (const b of document.querySelectorAll(".mantine-Notification-closeButton")) {
+    const note = b.closest(".mantine-Notification-root");
     if (note && note.textContent.includes("Software WebGL")) b.click();
   }
 }"""

@@ -185,8 +185,8 @@ class Viewer:
             )
 
     def fly(self, fps: float = 24.0) -> int:
-        """Move every open 3D view along the path at `fps` (in the background); a new flight
-        stops the last one. Returns the number of frames."""
+        """Move every open 3D view along the path at `fps` (in the background), then back to
+        where it was; a new flight stops the last one. Returns the number of frames."""
         with self._lock:
             if self._cameras is None:
                 return 0
@@ -197,15 +197,23 @@ class Viewer:
         def run() -> None:
             c2w = cameras.c2w.numpy()
             vfov = np.radians(cameras.fov_deg("vertical").numpy())
+            clients = list(self.server.get_clients().values())
+            views = [(c.camera.wxyz, c.camera.position, c.camera.fov) for c in clients]
             for i in range(len(cameras)):
                 if flight != self._flight:
                     return
-                for client in self.server.get_clients().values():
+                for client in clients:
                     with client.atomic():
                         client.camera.wxyz = _wxyz(c2w[i])
                         client.camera.position = c2w[i, :3, 3]
                         client.camera.fov = float(vfov[i])
                 time.sleep(1.0 / fps)
+            time.sleep(0.5)
+            if flight == self._flight:  # back to where each view was
+                for client, (wxyz, position, fov) in zip(clients, views, strict=True):
+                    with client.atomic():
+                        client.camera.wxyz, client.camera.position = wxyz, position
+                        client.camera.fov = fov
 
         threading.Thread(target=run, daemon=True).start()
         return len(cameras)
@@ -213,6 +221,6 @@ class Viewer:
     def _place_client(self, client: Any) -> None:
         """A new view starts behind and above the photo's camera, looking into the scene."""
         s = self._scale
-        client.camera.position = (0.6 * s, -0.5 * s, -1.0 * s)
-        client.camera.look_at = (0.0, 0.0, 0.6 * s)
+        client.camera.position = (0.3 * s, -0.4 * s, -0.9 * s)
+        client.camera.look_at = (0.0, 0.0, 1.0 * s)
         client.camera.up_direction = (0.0, -1.0, 0.0)
