@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from dreamjourney.errors import InputError
-from dreamjourney.io.atomic import atomic_write_text
+from dreamjourney.io.atomic import atomic_write_text, partial_files
 
 MANIFEST_FORMAT = "dreamjourney.run/1"
 SEGMENT_FILES = ("render.mp4", "mask.mp4", "completed.mp4", "prompt.txt", "cameras.json")
@@ -240,6 +240,11 @@ class RunDir:
                     f"{config.get(key)!r} now){advice}",
                     source=where,
                 )
+
+    def remove_partial_files(self) -> None:
+        """Delete the temporary files of writes that a killed run never finished."""
+        for leftover in partial_files(self.root):
+            leftover.unlink(missing_ok=True)
 
     def save(self) -> None:
         """Write manifest.json atomically."""

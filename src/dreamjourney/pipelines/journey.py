@@ -22,7 +22,7 @@ import copy
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from dreamjourney.io.atomic import atomic_write_text
 from dreamjourney.io.images import load_image, save_image
 from dreamjourney.io.plots import plot_trajectory
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord, sha256_file
-from dreamjourney.io.video import VideoWriter, iter_video
+from dreamjourney.io.video import concat_videos, iter_video, write_video
 from dreamjourney.models.protocols import CompletionContext
 from dreamjourney.models.registry import Backends, build_backends
 from dreamjourney.scene import World, align_depth
@@ -245,6 +245,7 @@ class JourneyPipeline:
                 field="--segments",
             )
         already_complete = start >= target and run.video_path.is_file()
+        run.remove_partial_files()
         manifest.num_segments = target
         manifest.backends = dict(self.backends.info)
         manifest.device = device
@@ -364,11 +365,13 @@ class JourneyPipeline:
                 progress=self._callback.model_step,
             ),
         )
-        _write_clip(folder / "render.mp4", rendered.image, config.fps)
-        _write_clip(
-            folder / "mask.mp4", rendered.mask.float()[:, None].expand(-1, 3, -1, -1), config.fps
+        write_video(folder / "render.mp4", rendered.image, fps=config.fps)
+        write_video(
+            folder / "mask.mp4",
+            rendered.mask.float()[:, None].expand(-1, 3, -1, -1),
+            fps=config.fps,
         )
-        _write_clip(folder / "completed.mp4", completed, config.fps)
+        write_video(folder / "completed.mp4", completed, fps=config.fps)
         last = len(cameras) - 1
         for i in [last, *range(last - config.lift_stride, -1, -config.lift_stride)]:
             frame = completed[i]
@@ -397,7 +400,7 @@ class JourneyPipeline:
                 ),
             )[1:]
             stage2 = animated.shape[0]
-            _write_clip(folder / "animated.mp4", animated, config.fps)
+            write_video(folder / "animated.mp4", animated, fps=config.fps)
             still = cameras[last]
             t2 = float(times[-1]) + (1 + torch.arange(stage2)) / config.fps
             still_cameras = Cameras(
@@ -513,14 +516,17 @@ class JourneyPipeline:
         picks = set(np.linspace(0, total - 1, cols * rows).round().astype(int).tolist())
         sheet: list[Tensor] = []
         count = 0
-        with VideoWriter(run.video_path, fps=config.fps) as writer:
-            for frame in _run_frames(run, records):
-                writer.write(frame)
+        clips = _run_clips(run, records)
+        joined = concat_videos(run.video_path, clips)  # the segments' own packets, not re-encoded
+        for clip in clips:
+            for frame in iter_video(clip):
                 if count in picks:
                     sheet.append(frame)
                 count += 1
-        if count != total:
-            raise RuntimeError(f"video.mp4 has {count} frames, the manifest counts {total}")
+        if joined != total or count != total:
+            raise RuntimeError(
+                f"video.mp4 has {joined} frames ({count} decoded), the manifest counts {total}"
+            )
         self._callback.finishing("cameras.json")
         cameras = Cameras.cat(
             [load_cameras(run.segment_dir(r.index) / "cameras.json") for r in records]
@@ -551,13 +557,15 @@ def _first_camera(config: JourneyConfig, file_cameras: Cameras | None) -> Camera
     return camera.with_times([0.0])
 
 
-def _run_frames(run: RunDir, records: list[SegmentRecord]) -> Iterator[Tensor]:
-    """All frames of a run in video order, decoded one at a time from the segment clips."""
+def _run_clips(run: RunDir, records: list[SegmentRecord]) -> list[Path]:
+    """The segment clips that make up a run's video, in video order."""
+    clips = []
     for record in records:
         folder = run.segment_dir(record.index)
-        yield from iter_video(folder / "completed.mp4")
+        clips.append(folder / "completed.mp4")
         if record.stage2_frames:
-            yield from iter_video(folder / "animated.mp4")
+            clips.append(folder / "animated.mp4")
+    return clips
 
 
 def contact_sheet(frames: list[Tensor], cols: int, gap: int = 4) -> Tensor:
@@ -570,11 +578,6 @@ def contact_sheet(frames: list[Tensor], cols: int, gap: int = 4) -> Tensor:
         top, left = gap + r * (h + gap), gap + c * (w + gap)
         sheet[:, top : top + h, left : left + w] = frame
     return sheet
-
-
-def _write_clip(path: Path, frames: Tensor, fps: float) -> None:
-    with VideoWriter(path, fps=fps) as writer:
-        writer.write_all(frames)
 
 
 def _cameras_hash(cameras: Cameras) -> str:
