@@ -162,23 +162,36 @@ def at_model_size(
     return resize_video(out[keep], height, width)
 
 
-def telea_fill(frames: Tensor, known: Tensor, radius: float = 5.0) -> Tensor:
+def telea_fill(
+    frames: Tensor, known: Tensor, *, radius: float = 5.0, max_side: int = 256
+) -> Tensor:
     """Holes of `frames` `(T,3,H,W)` (where `known` `(T,H,W)` is False) filled from the known
     pixels by OpenCV's Telea inpainting; known pixels are returned exactly.
 
     The official DreamJourney code fills the warped frames this way before VAE encoding, so
     latent cells that are mostly known are not darkened by black holes. (It runs three passes
     with the same mask; Telea never reads the pixels under the mask, so the passes agree.)
-    A frame with no known pixel becomes grey 0.5.
+    Telea's cost grows with the hole's area times `radius` squared (1.2 s for a 832x480 frame
+    with a 250 px band): frames are filled at a long side of at most `max_side` pixels (radius
+    scaled alike), 0.014 s there, and the fill is upsampled into the holes. A frame with no
+    known pixel becomes grey 0.5.
     """
+    height, width = frames.shape[-2:]
+    scale = min(1.0, max_side / max(height, width))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
     out = frames.clone()
     for t in torch.nonzero(~known.flatten(1).all(1)).flatten().tolist():
         if not known[t].any():
             out[t] = 0.5
             continue
-        holes = (~known[t]).numpy().astype(np.uint8) * 255
-        filled = cv2.inpaint(to_uint8(frames[t]), holes, radius, cv2.INPAINT_TELEA)
-        out[t] = torch.where(known[t], frames[t], torch.from_numpy(filled).permute(2, 0, 1) / 255)
+        small = F.interpolate(frames[t][None], size=size, mode="area")[0]
+        holes = ~resize_masks(known[t][None], *size)[0]
+        filled = cv2.inpaint(
+            to_uint8(small), holes.numpy().astype(np.uint8) * 255, radius * scale, cv2.INPAINT_TELEA
+        )
+        fill = torch.from_numpy(filled).permute(2, 0, 1).float()[None] / 255
+        fill = F.interpolate(fill, size=(height, width), mode="bilinear", align_corners=False)[0]
+        out[t] = torch.where(known[t], frames[t], fill)
     return out
 
 
