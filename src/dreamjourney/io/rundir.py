@@ -73,6 +73,9 @@ class Manifest(BaseModel):
     seed: int
     num_segments: int = Field(description="segments the run is asked to have (grows on --extend)")
     scene_scale: float | None = Field(default=None, description="median depth of the photo")
+    fov_deg: float | None = Field(
+        default=None, description="horizontal field of view of the photo's camera, degrees"
+    )
     input_prompt: str | None = Field(default=None, description="caption of the photo")
     backends: dict[str, Any] = Field(default_factory=dict)
     device: str = "cpu"
