@@ -279,7 +279,7 @@ class Studio:
 
     def _lift_default(self) -> Lifted:
         """The world of a preset path: lifted from the identity camera with the set fov."""
-        return self._lift(first_camera(self.journey_config("forward"), None))
+        return self._lift(first_camera(self.journey_config("forward"), None, self.settings.fov))
 
     # ------------------------------------------------------------------ the path
     @property
