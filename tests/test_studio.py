@@ -7,6 +7,7 @@ Screenshots of every step go to docs/studio/ when DREAMJOURNEY_SCREENSHOTS=1.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +33,10 @@ import torch
 from dreamjourney.camera.formats import load_cameras
 from dreamjourney.cli import main
 from dreamjourney.io.video import read_video, write_video
+
+STUDIO_EXTRA = "the studio extra is not installed (pip install -e '.[studio]')"
+for _module in ("fastapi", "uvicorn", "viser"):
+    pytest.importorskip(_module, reason=f"{STUDIO_EXTRA}: no {_module}")
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -94,6 +100,30 @@ class Server:
                 return run
             time.sleep(0.2)
         raise AssertionError(f"run {name} did not get there: {run}")
+
+    def worker_pid(self, name: str, segments_done: int = 0, timeout: float = 180) -> int:
+        """The process id of run `name`'s worker, once the run has begun and has done
+        `segments_done` segments."""
+        path = self.workspace / "studio" / "jobs" / f"{name}.progress.json"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                progress = json.loads(path.read_text())
+            except (OSError, ValueError):
+                progress = {}
+            if "pid" in progress and progress.get("segments_done", -1) >= segments_done:
+                return int(progress["pid"])
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.01)
+
+    @contextlib.contextmanager
+    def held(self, pid: int) -> Iterator[None]:
+        """Worker `pid` stopped (SIGSTOP) for the block: whatever it does lands mid-run."""
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -173,6 +203,20 @@ def test_bad_uploads_get_a_message_and_leave_nothing(server, tmp_path):
     assert status == 413, body
     uploads = server.workspace / "uploads"
     assert not uploads.exists() or sorted(p.name for p in uploads.iterdir()) == []
+    # the studio's own folders, when a symlink leads them out, are refused too
+    elsewhere = server.workspace.parent / "elsewhere"
+    elsewhere.mkdir()
+    for link, request in [("uploads", "/api/upload?name=clip.mp4"), ("examples", "/api/example")]:
+        if (server.workspace / link).is_dir():
+            (server.workspace / link).rmdir()  # empty
+        os.symlink(elsewhere, server.workspace / link)
+        try:
+            status, body = server.request("POST", request, mp4.read_bytes())
+        finally:
+            (server.workspace / link).unlink()
+        assert status == 400, (link, body)
+        assert "leads outside the workspace" in json.loads(body)["error"], (link, body)
+        assert list(elsewhere.iterdir()) == [], link
     status, body = server.request("POST", "/api/upload?name=clip.mp4", mp4.read_bytes())
     assert status == 200 and json.loads(body) == {"path": "uploads/clip.mp4", "kind": "video"}
     assert (uploads / "clip.mp4").read_bytes() == mp4.read_bytes()
@@ -202,7 +246,11 @@ def browser():
         if os.environ.get("CI"):
             pytest.fail(f"no Chromium at {CHROMIUM}: .ci/run must install Debian's chromium")
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="the browser tests need playwright (pip install -e '.[dev]'); it drives the "
+        "system Chromium and downloads no browser",
+    )
     with sync_api.sync_playwright() as p:
         # Playwright gives the browser a fresh temporary profile (--user-data-dir) of its own
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -219,14 +267,16 @@ CLOSE_WEBGL_NOTE = """() => {
 }"""
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, *, full_page: bool = False) -> None:
+    """Save the page (the window, or all of it) as docs/studio/`name`.png, when asked to."""
     if SHOTS is not None:
         SHOTS.mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(1500)  # let the 3D view draw
         for frame in page.frames[1:]:
             frame.evaluate(CLOSE_WEBGL_NOTE)
         page.wait_for_timeout(300)
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 def set_value(page, selector: str, value: Any, event: str = "change") -> None:
@@ -237,18 +287,17 @@ def set_value(page, selector: str, value: Any, event: str = "change") -> None:
 
 def test_the_page_from_photo_to_results(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.set_default_timeout(90_000)  # a busy machine: each step's own work takes seconds
     page.goto(server.url)
     page.wait_for_function("document.querySelectorAll('#preset option').length > 5")
     assert page.locator("#viewer").get_attribute("src").startswith("http://127.0.0.1:")
     shot(page, "01-page")
 
-    # open the bundled example at 128x96, 2 segments of 8 frames
-    page.click("#example")
-    page.wait_for_function(
-        "document.querySelector('#path-summary').textContent.includes('cameras at')"
-    )
+    # open the bundled example at 128x96 (set first: no lift at the default size), 2 segments
+    # of 8 frames
     for selector, value in [("#width", 128), ("#height", 96), ("#segments", 2), ("#frames", 8)]:
         set_value(page, selector, value)
+    page.click("#example")
     page.wait_for_function(
         "document.querySelector('#path-summary').textContent.startsWith('17 cameras at 128x96')"
     )
@@ -302,23 +351,27 @@ def test_the_page_from_photo_to_results(server, browser, tmp_path):
     )
     shot(page, "05-preview")
 
-    # run, and reload the page while it runs: the page finds the run again and follows it
+    # run, and reload the page while it runs (the worker held still, so that the reload lands
+    # mid-run on any machine): the page finds the run again and follows it to the end
     page.click("#run-button")
     page.wait_for_function(
         "/run .*: (starting|running)/.test(document.querySelector('#run-status').textContent)"
     )
-    page.reload()
-    page.wait_for_function(
-        "/run .*: (starting|running|done)/.test(document.querySelector('#run-status').textContent)"
-    )
-    status_after_reload = page.text_content("#run-status")
-    shot(page, "06-running-after-reload")
+    name = server.json("GET", "/api/runs")[1][0]["name"]
+    with server.held(server.worker_pid(name)):
+        page.reload()
+        page.wait_for_function(
+            "/: running, [01] of 2 segments done/.test("
+            "document.querySelector('#run-status').textContent)"
+        )
+        assert page.text_content("#run-status").startswith(f"run {name}: running")
+        shot(page, "06-running-after-reload")
     page.wait_for_function(
         "document.querySelector('#run-status').dataset.state === 'done'", timeout=180_000
     )
-    assert "2 of 2 segments done" in page.text_content("#run-status"), status_after_reload
+    assert "2 of 2 segments done" in page.text_content("#run-status")
     page.wait_for_function("document.querySelector('#contact-sheet').naturalWidth > 0")
-    shot(page, "07-results")
+    shot(page, "07-results", full_page=True)
 
     # downloads: the video and the cameras as a nerfstudio camera path
     run = server.json("GET", "/api/runs")[1][0]
@@ -379,23 +432,9 @@ def test_cancel_keeps_finished_segments_and_resume_finishes(server):
     assert status == 200 and run["state"] in ("starting", "running"), run
     name = run["name"]
     # hold the worker still once a segment is done, so the cancel lands mid-run on any machine
-    progress_file = server.workspace / "studio" / "jobs" / f"{name}.progress.json"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            progress = json.loads(progress_file.read_text())
-        except (OSError, ValueError):
-            progress = {}
-        if progress.get("segments_done", 0) >= 1:
-            break
-        assert time.monotonic() < deadline, progress
-        time.sleep(0.01)
-    os.kill(progress["pid"], signal.SIGSTOP)
-    try:
+    with server.held(server.worker_pid(name, segments_done=1)):
         status, run = server.json("POST", f"/api/runs/{name}/cancel")
         assert status == 200
-    finally:
-        os.kill(progress["pid"], signal.SIGCONT)
     run = server.wait_run(name, lambda r: r["state"] != "running" and not r["alive"])
     assert run["state"] == "cancelled", run
     done = run["segments_done"]

@@ -113,7 +113,7 @@ def create_app(studio: Studio, viewer: Viewer | None = None) -> FastAPI:
     def example() -> dict[str, Any]:
         if not EXAMPLE.is_file():
             raise InputError("the bundled example is only in a source checkout")
-        target = workspace.root / "examples" / EXAMPLE.name
+        target = workspace.resolve(f"examples/{EXAMPLE.name}", must_exist=False)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(EXAMPLE, target)

@@ -1,8 +1,9 @@
 """The studio's workspace: the one folder it reads and writes, and the uploads into it.
 
 Every path the page names is relative to the workspace and is refused when it is absolute,
-holds a `..` part, or resolves (through symlinks) to a place outside. Uploads are streamed to
-a temporary file, cut off at the size limit, checked by the reader of their kind (a photo is
+holds a `..` part, or resolves (through symlinks) to a place outside; the studio's own folders
+below are refused the same way when a symlink leads one outside. Uploads are streamed to a
+temporary file, cut off at the size limit, checked by the reader of their kind (a photo is
 decoded, a video decoded to its end, a camera file loaded) and only then given their name.
 
 Layout (created on demand)::
@@ -54,11 +55,11 @@ class Workspace:
 
     @property
     def studio_dir(self) -> Path:
-        return self.root / "studio"
+        return self.resolve("studio", must_exist=False)
 
     @property
     def runs_dir(self) -> Path:
-        return self.root / "runs"
+        return self.resolve("runs", must_exist=False)
 
     def resolve(self, relative: str, *, must_exist: bool = True) -> Path:
         """The absolute path of `relative` (POSIX separators), refused unless inside the root."""
@@ -119,7 +120,7 @@ class Workspace:
                 f"unsupported file type; expected one of {', '.join(sorted(SUFFIXES))}",
                 source=name,
             )
-        folder = self.root / "uploads"
+        folder = self.resolve("uploads", must_exist=False)
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".upload.", suffix=Path(name).suffix)
         tmp = Path(tmp_name)
