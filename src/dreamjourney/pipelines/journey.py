@@ -19,7 +19,6 @@ an uninterrupted one. Frames stream to disk: memory holds one segment's frames a
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 from collections import deque
@@ -216,7 +215,7 @@ class JourneyPipeline:
             image=str(image_path.resolve()),
             image_sha256=sha256_file(image_path),
             image_size=photo_size,
-            trajectory_sha256=_cameras_hash(file_cameras) if file_cameras is not None else None,
+            trajectory_sha256=file_cameras.digest() if file_cameras is not None else None,
         )
         identity = self._identity(config, file_cameras)
         max_segments = (
@@ -638,14 +637,6 @@ def contact_sheet(frames: list[Tensor], cols: int, gap: int = 4) -> Tensor:
         top, left = gap + r * (h + gap), gap + c * (w + gap)
         sheet[:, top : top + h, left : left + w] = frame
     return sheet
-
-
-def _cameras_hash(cameras: Cameras) -> str:
-    digest = hashlib.sha256()
-    for t in (cameras.K, cameras.c2w, cameras.times):
-        digest.update(t.detach().double().cpu().numpy().tobytes())
-    digest.update(f"{cameras.width}x{cameras.height}".encode())
-    return digest.hexdigest()
 
 
 def _validate(config: JourneyConfig, num_segments: int | None, extend: int) -> None:

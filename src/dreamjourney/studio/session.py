@@ -33,6 +33,7 @@ from dreamjourney.camera.trajectories import PRESETS, make_trajectory
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_write_text
 from dreamjourney.io.images import load_image
+from dreamjourney.io.plots import spread
 from dreamjourney.io.rundir import sha256_file
 from dreamjourney.models.registry import PRESETS as BACKEND_PRESETS
 from dreamjourney.pipelines.journey import (
@@ -264,12 +265,8 @@ class Studio:
         s = self.settings
         assert s.input is not None
         key = _digest(
-            sha256_file(self._input_path(s.input)),
-            s.backends,
-            camera.K.numpy().tobytes(),
-            camera.c2w.numpy().tobytes(),
-            f"{camera.width}x{camera.height}",
-        )
+            sha256_file(self._input_path(s.input)), s.backends, camera.with_times([0.0]).digest()
+        )  # the world is lifted at time 0 whatever the camera's time
         if key not in self._lifted:
             config = self.journey_config("forward")
             photo = fit_image(self._photo(), camera.width, camera.height)
@@ -395,7 +392,7 @@ class Studio:
             raise InputError("needs at least 2 cameras to make a path", source=relative)
         with self._lock:
             scale = self._lift_default().scale if self.settings.input is not None else 1.0
-            picks = np.unique(np.linspace(0, len(cameras) - 1, KEYS_FROM_FILE).round()).astype(int)
+            picks = spread(len(cameras), KEYS_FROM_FILE)
             times = cameras.times[torch.from_numpy(picks)].double().numpy()
             if not (np.diff(times) > 0).all():  # an untimed file (COLMAP): keys by index
                 times = picks.astype(float)
@@ -419,8 +416,7 @@ class Studio:
             cameras = self.cameras()
             lifted = self._lift(cameras[0])
             key = _digest(
-                cameras.K.numpy().tobytes(),
-                cameras.c2w.numpy().tobytes(),
+                cameras.digest(),
                 lifted.world.cloud.points.numpy().tobytes(),
                 lifted.world.cloud.colors.numpy().tobytes(),
             )[:16]
@@ -463,10 +459,7 @@ class Studio:
             cameras = self.cameras()
             image = self._input_path(s.input or "")
             folder = self.workspace.studio_dir / "paths"
-            path_file = (
-                folder
-                / f"{_digest(cameras.c2w.numpy().tobytes(), cameras.K.numpy().tobytes())[:16]}.json"
-            )
+            path_file = folder / f"{cameras.digest()[:16]}.json"
             save_cameras(cameras, path_file, format="native", fps=s.fps)
             config = self.journey_config(str(path_file))
             identity = _digest(

@@ -20,12 +20,12 @@ import viser.transforms as vtf
 from dreamjourney.camera import Cameras, look_at
 from dreamjourney.errors import InputError
 from dreamjourney.io.images import load_image, to_uint8
+from dreamjourney.io.plots import MAX_FRUSTA, spread, thin
 
 if TYPE_CHECKING:
     from dreamjourney.studio.session import Studio
 
 MAX_POINTS = 200_000
-MAX_FRUSTA = 12
 
 
 def _wxyz(c2w: np.ndarray) -> np.ndarray:
@@ -87,9 +87,7 @@ class Viewer:
             self._draw_gizmos([(k.position, k.look_at) for k in keys], lifted.scale)
 
     def _draw_world(self, points: np.ndarray, colors: np.ndarray, pixel: float) -> None:
-        if len(points) > MAX_POINTS:
-            keep = np.random.default_rng(0).choice(len(points), MAX_POINTS, replace=False)
-            points, colors = points[keep], colors[keep]
+        points, colors = thin(points, colors, MAX_POINTS)
         self.server.scene.add_point_cloud(
             "/world",
             points=points.astype(np.float32),
@@ -114,7 +112,7 @@ class Viewer:
             )
         for handle in self._frusta:
             handle.remove()
-        picks = np.unique(np.linspace(0, n - 1, min(n, MAX_FRUSTA)).round()).astype(int)
+        picks = spread(n, MAX_FRUSTA)  # the frusta of the path picture (trajectory.png)
         vfov = np.radians(cameras.fov_deg("vertical").numpy())
         c2w = cameras.c2w.numpy()
         self._frusta = [
