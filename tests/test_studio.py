@@ -175,6 +175,17 @@ def test_files_outside_the_workspace_are_refused(server):
     ]:
         status, answer = server.json("POST", endpoint, body)
         assert status == 400 and "outside.txt" in answer["error"], answer
+    # run names are looked up in the studio's job folder, never used as paths
+    for method, path, code, message in [
+        ("GET", "/api/runs/..", 400, "..: no such run"),
+        ("GET", "/api/runs/.hidden", 400, ".hidden: no such run"),
+        ("POST", "/api/runs/../resume", 400, "..: no such run"),
+        ("GET", "/api/runs/..%2F..%2Foutside", 404, "/api/runs/../../outside: Not Found"),
+        ("GET", "/api/runs/..%2Fjobs%2Fx/cameras", 404, "Not Found"),
+        ("DELETE", "/api/state", 405, "/api/state: Method Not Allowed"),
+    ]:
+        status, body = server.request(method, path)
+        assert status == code and message in json.loads(body)["error"], (path, status, body)
     status, state = server.json("GET", "/api/state")
     status, answer = server.json("PUT", "/api/state", {**state["settings"], "input": "../x.png"})
     assert status == 400 and "'..' is refused" in answer["error"]

@@ -1,7 +1,8 @@
 """The studio's HTTP side (FastAPI): the page, its JSON API, uploads and workspace files.
 
 Every error a user can cause is an `InputError`: the API answers it with status 400 (413 for
-an upload over the limit) and `{"error": "<one line>"}`, which the page shows. A bug answers
+an upload over the limit) and `{"error": "<one line>"}`, which the page shows; a path with no
+route (404) or a wrong method (405) is answered the same way. A bug answers
 500 with one line too; its traceback goes to the server's log, never to the page.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import WRITABLE, load_cameras, save_cameras
@@ -52,6 +54,15 @@ def create_app(studio: Studio, viewer: Viewer | None = None) -> FastAPI:
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
         status = 413 if isinstance(exc, UploadTooLarge) else 400
         return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # no such route (404), a wrong method (405), ...: one line, like every other error
+        return JSONResponse(
+            {"error": f"{request.url.path}: {exc.detail}"},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
