@@ -77,6 +77,25 @@ class AnyViewOfficialPipelineOutput(BaseOutput):
     cameras: Cameras
 
 
+def plucker_video(
+    cameras: Cameras, reference_c2w: Tensor, grid: tuple[int, int], *, moment_scale: float
+) -> Tensor:
+    """(T, 6, H, W) bfloat16 Plücker maps [d, m] of one view on its grid, as the release makes
+    them: frame 0's K scaled per axis to the grid for every frame (nonzero skew refused), poses
+    re-anchored in float64 so that `reference_c2w` is the identity, integer pixel coordinates,
+    moments times `moment_scale`, all clamped to [-1, 1]."""
+    width, height = grid
+    K = cameras.K[0].clone()
+    if float(K[0, 1]) != 0.0:
+        raise InputError("intrinsics with nonzero skew are not supported", field="cameras")
+    K[0] *= width / cameras.width
+    K[1] *= height / cameras.height
+    relative = torch.linalg.inv(reference_c2w.double()) @ cameras.c2w.double()
+    local = Cameras(K, relative.float(), width, height, cameras.times)
+    rays = plucker_rays(local, order="dm", pixel_offset=0.0, moment_scale=moment_scale, clamp=1.0)
+    return rays.to(torch.bfloat16)
+
+
 def window_plan(num_frames: int, max_frames: int = MAX_FRAMES) -> list[tuple[int, int, int]]:
     """(start, length, keep_from) of each window over a video (see the module docstring):
     the window covers frames [start, start + length) and frames from start + keep_from on are new.
@@ -151,19 +170,8 @@ class AnyViewOfficialPipeline(DiffusionPipeline):
             moment_scale: multiplies the Plücker moments.
             frames: (T, 3, height, width) in [0, 1] at the grid, or None for the target.
         """
-        width, height = grid
-        K = cameras.K[0]
-        if float(K[0, 1]) != 0.0:
-            raise InputError("intrinsics with nonzero skew are not supported", field="cameras")
-        K = K.clone()
-        K[0] *= width / cameras.width
-        K[1] *= height / cameras.height
-        relative = torch.linalg.inv(reference_c2w.double()) @ cameras.c2w.double()
-        local = Cameras(K, relative.float(), width, height, cameras.times)
-        rays = plucker_rays(
-            local, order="dm", pixel_offset=0.0, moment_scale=moment_scale, clamp=1.0
-        )
-        rays = rays.to(torch.bfloat16).transpose(0, 1)[None]  # (1, 6, T, H, W)
+        rays = plucker_video(cameras, reference_c2w, grid, moment_scale=moment_scale)
+        rays = rays.transpose(0, 1)[None]  # (1, 6, T, H, W)
         directions, moments = self.encode(rays[:, :3]), self.encode(rays[:, 3:])
         _, _, f, h, w = directions.shape
         stream = torch.zeros(1, STREAM_CHANNELS, f, h, w, device=directions.device)
@@ -401,8 +409,14 @@ def pipeline_from_release(
             field="vae",
         )
     transformer = load_released_transformer(checkpoint, text_embedding)
-    wan = load_wan_vae(vae).to(transformer.dtype)
+    wan = _cast(load_wan_vae(vae), transformer.dtype)
     return AnyViewOfficialPipeline(transformer, wan, AnyViewAB2Scheduler())
+
+
+def _cast(module: Any, dtype: torch.dtype) -> Any:
+    # nn.Module.to, not ModelMixin.to: the latter warns about float32-kept modules when the
+    # model has none
+    return torch.nn.Module.to(module, dtype) if module.dtype != dtype else module
 
 
 def convert_release(
@@ -447,10 +461,10 @@ def load_anyview_official(
             a folder written by `dreamjourney models convert-anyview`, or a hub id in the cache.
         preset: with no `model`, "tiny" builds `tiny_anyview_official_pipeline()` (noise).
         device: where to run it.
-        memory: dtype (default: the weights' own, bfloat16 for the release), CPU offload, VAE
-            tiling/slicing.
+        memory: dtype (default bfloat16, as the release runs), CPU offload, VAE tiling/slicing.
     """
     memory = memory or MemoryOptions()
+    dtype = memory.torch_dtype or torch.bfloat16  # the release runs in bfloat16
     if model is None:
         if preset != "tiny":
             raise MissingWeightsError(
@@ -466,9 +480,9 @@ def load_anyview_official(
     else:
         from dreamjourney.models.weights import load_pretrained
 
-        pipe = load_pretrained(AnyViewOfficialPipeline, model, role="anyview")
-    if memory.torch_dtype is not None:
-        pipe.to(dtype=memory.torch_dtype)
+        pipe = load_pretrained(AnyViewOfficialPipeline, model, role="anyview", torch_dtype=dtype)
+    _cast(pipe.transformer, dtype)
+    _cast(pipe.vae, dtype)
     pipe.set_progress_bar_config(disable=True)
     return memory.apply(pipe, device)
 
