@@ -226,8 +226,8 @@ class LPIPS(nn.Module):
         if not path.is_file():
             raise MissingWeightsError(
                 "LPIPS weights not found; export them where the `lpips` package works with "
-                "torch.save(lpips.LPIPS(net='alex').state_dict(), 'lpips_alex.pth') and pass "
-                "that file",
+                "torch.save(lpips.LPIPS(net='vgg').state_dict(), 'lpips_vgg.pth') (net='alex' "
+                "for AlexNet; AnyViewBench uses VGG) and pass that file",
                 source=path,
             )
         try:
