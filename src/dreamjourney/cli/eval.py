@@ -184,6 +184,9 @@ def bench(
     split: list[str] = typer.Option(
         [], "--split", help="AnyViewBench: score only this split (repeatable)."
     ),
+    device: str = typer.Option(
+        "cpu", "--device", help="Where LPIPS runs (cuda: AnyViewBench's float64 LPIPS is slow)."
+    ),
     videos: bool = typer.Option(True, "--videos/--no-videos", help="Side-by-side episode videos."),
     option: list[str] = typer.Option(
         [],
@@ -226,7 +229,8 @@ def bench(
 
             results = run_anyviewbench(
                 built, root, out, name=method, method_options=method_options,
-                lpips_weights=lpips_weights, ssim_kind=ssim or "uniform", videos=videos,
+                lpips_weights=lpips_weights, lpips_device=device, ssim_kind=ssim or "uniform",
+                videos=videos,
                 progress=advance,
             )  # fmt: skip
         else:
@@ -234,7 +238,8 @@ def bench(
 
             results = run_bench(
                 built, scenes, out, name=method, method_options=method_options, pairs=pairs,
-                lpips_weights=lpips_weights, videos=videos, progress=advance,
+                lpips_weights=lpips_weights, lpips_device=device, videos=videos,
+                progress=advance,
             )  # fmt: skip
     if root is not None:
         _print_anyviewbench(results)

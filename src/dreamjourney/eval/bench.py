@@ -176,6 +176,7 @@ def run_bench(
     method_options: Mapping[str, Any] | None = None,
     pairs: str = "all",
     lpips_weights: str | Path | None = None,
+    lpips_device: str = "cpu",
     videos: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
@@ -187,7 +188,7 @@ def run_bench(
     """
     method_name = name
     method_options = dict(method_options or {})
-    lpips = LPIPS.from_file(lpips_weights) if lpips_weights is not None else None
+    lpips = LPIPS.from_file(lpips_weights).to(lpips_device) if lpips_weights is not None else None
     found = find_scenes(Path(scenes_dir))
     out_dir = Path(out_dir)
     metrics = ["psnr", "psnr_visible", "ssim"] + (["lpips"] if lpips is not None else [])

@@ -468,10 +468,10 @@ def load_anyview_official(
     if model is None:
         if preset != "tiny":
             raise MissingWeightsError(
-                "the anyview method needs the released AnyView model: pass --model "
-                "anyview_dvs_2b.pt (with tokenizer.pth and default_text_emb.pt beside it) or a "
-                "folder made by `dreamjourney models convert-anyview` (see README, 'The released "
-                "AnyView model'), or use --preset tiny for random weights",
+                "the anyview method needs the released AnyView model: pass --model (eval bench: "
+                "-o model=) anyview_dvs_2b.pt (with tokenizer.pth and default_text_emb.pt beside "
+                "it) or a folder made by `dreamjourney models convert-anyview` (see README, 'The "
+                "released AnyView model'), or use --preset tiny for random weights",
                 field="--model",
             )
         pipe = tiny_anyview_official_pipeline()
