@@ -38,7 +38,7 @@ from dreamjourney.camera.trajectories import PRESETS as TRAJECTORY_PRESETS
 from dreamjourney.camera.trajectories import make_trajectory, resolve_trajectory
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_write_text
-from dreamjourney.io.images import load_image, save_image
+from dreamjourney.io.images import default_size, fit_image, load_image, save_image
 from dreamjourney.io.plots import plot_trajectory
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord, sha256_file
 from dreamjourney.io.video import VideoWriter, iter_video
@@ -50,7 +50,6 @@ from dreamjourney.scene import World, align_depth
 MIN_KNOWN_FRACTION = 0.02
 # A pixel moved in stage II when any channel changed by more than this.
 MOTION_THRESHOLD = 0.08
-MAX_SIDE = 512
 CONTACT_SHEET_GRID = (4, 3)
 
 
@@ -121,28 +120,6 @@ def segment_seed(seed: int, index: int) -> int:
     """A 63-bit seed for segment `index` of a run seeded with `seed` (independent streams)."""
     state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 ^ int(state[1])
-
-
-def default_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
-    """The photo's size scaled down to fit `max_side`, rounded down to multiples of 8."""
-    scale = min(1.0, max_side / max(width, height))
-    return max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8)
-
-
-def fit_image(image: Tensor, width: int, height: int) -> Tensor:
-    """(3, h, w) -> (3, height, width): centre crop to the target aspect, then resize."""
-    _, h, w = image.shape
-    if (w, h) == (width, height):
-        return image
-    target = width / height
-    if w / h > target:
-        cw, ch = max(1, round(h * target)), h
-    else:
-        cw, ch = w, max(1, round(w / target))
-    left, top = (w - cw) // 2, (h - ch) // 2
-    crop = image[None, :, top : top + ch, left : left + cw]
-    out = F.interpolate(crop, size=(height, width), mode="bicubic", antialias=True)
-    return out[0].clamp(0, 1)
 
 
 class JourneyPipeline:
