@@ -171,7 +171,7 @@ def test_trajectory_file_is_cut_into_segments(tmp_path):
     save_cameras(path_cams, tmp_path / "path.json", format="native")
     pipe = JourneyPipeline.from_preset("offline")
     config = small_config(
-        trajectory=str(tmp_path / "path.json"), frames_per_segment=3, motion=False
+        trajectory=str(tmp_path / "path.json"), frames_per_segment=3, motion=False, path_scale=1.0
     )
     result = pipe(image, tmp_path / "run", config=config)
     cameras = load_cameras(result.run.cameras_path)

@@ -1,7 +1,9 @@
 """A camera file flown through a scene made from a photo (or a video): one rule for every command.
 
 - The file's first camera is the photo's camera: the path is moved rigidly so that it starts
-  at `start` (c2w'_i = start @ inv(c2w_0) @ c2w_i), whatever world frame the file was written in.
+  at `start` (c2w'_i = start @ inv(c2w_0) @ c2w_i), whatever world frame the file was written in,
+  and its K is fitted to the frame (`Cameras.fit`: centre-cropped to the frame's aspect, never
+  stretched).
 - The file's unit of length is mapped to the scene's: translations relative to the first camera
   are multiplied by a path scale (world units per file unit). Given explicitly (`--path-scale`),
   or by default:
@@ -40,18 +42,24 @@ class PathFit:
     scale: world units per file unit.
     rule: "given", "focus", "extent" or "turns only" (see the module docstring).
     detail: what the rule measured, in words.
+    cropped_from: the file's image size when its aspect differs from the frame's.
     """
 
     cameras: Cameras
     scale: float
     rule: str
     detail: str
+    cropped_from: tuple[int, int] | None = None
 
     def describe(self, name: str) -> str:
         """One line for the user: what was done to the camera file `name`."""
+        crop = ""
+        if self.cropped_from is not None:
+            w, h = self.cropped_from
+            crop = f"; its {w}x{h} view is centre-cropped to the frame's aspect"
         return (
-            f"camera file {name}: its first camera is the input's; translations x{self.scale:.4g} "
-            f"({self.detail}); --path-scale sets this"
+            f"camera file {name}: its first camera is the input's{crop}; translations "
+            f"x{self.scale:.4g} ({self.detail}); --path-scale sets this"
         )
 
 
@@ -76,8 +84,8 @@ def default_path_scale(cameras: Cameras, scene_scale: float) -> tuple[float, str
     return (
         target / extent,
         "extent",
-        f"the farthest camera, {extent:.3g} file units from the start, placed "
-        f"{EXTENT_IN_SCENE_SCALES:g} x the scene's median depth ({target:.3g}) away",
+        f"the farthest camera, {extent:.3g} file units from the start, placed {target:.3g} "
+        f"away: {EXTENT_IN_SCENE_SCALES:g} x the scene's median depth {scene_scale:.3g}",
     )
 
 
@@ -98,28 +106,39 @@ def _focus_point(centres: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor | No
 
 
 def fit_path(
-    cameras: Cameras, start: Cameras, *, scene_scale: float, path_scale: float | None = None
+    cameras: Cameras,
+    start: Cameras,
+    *,
+    scene_scale: float,
+    path_scale: float | None = None,
+    given: str | None = None,
 ) -> PathFit:
     """Place the camera file's path `cameras` in the scene of the input camera `start`.
 
     Args:
-        cameras: the path as read from the file (any world frame and unit).
+        cameras: the path as read from the file (any world frame, unit and image size).
         start: the input's camera (its last one if several); the result starts there, at its
-            time, with the file's K and image size.
+            time and image size, with the file's K fitted to that size (`Cameras.fit`).
         scene_scale: the scene's median depth in world units (for the default scale).
         path_scale: world units per file unit; None chooses one (`default_path_scale`).
+        given: why `path_scale` is what it is, for `PathFit.describe` (default: "given with
+            --path-scale").
     Returns:
         A `PathFit`; its cameras keep the file's time steps.
     """
     if path_scale is not None:
         if not (math.isfinite(path_scale) and path_scale > 0):
             raise InputError(f"must be a positive number, got {path_scale}", field="--path-scale")
-        scale, rule, detail = float(path_scale), "given", "given with --path-scale"
+        scale, rule, detail = float(path_scale), "given", given or "given with --path-scale"
     else:
         scale, rule, detail = default_path_scale(cameras, scene_scale)
+    size = (cameras.width, cameras.height)
+    aspect_changed = abs(size[0] * start.height - size[1] * start.width) > max(size)
+    cameras = cameras.fit(start.width, start.height)
     rel = cameras.relative_to(cameras.c2w[0])
     c2w = rel.c2w.clone()
     c2w[:, :3, 3] *= scale
     c2w[0] = torch.eye(4)
     scaled = Cameras(rel.K, c2w, rel.width, rel.height, rel.times)
-    return PathFit(continue_path(scaled, start), scale, rule, detail)
+    placed = continue_path(scaled, start)
+    return PathFit(placed, scale, rule, detail, size if aspect_changed else None)
