@@ -151,7 +151,7 @@ def _run_main(args):
     return 0
 
 
-@pytest.mark.parametrize("case", ["undecodable", "empty", "count", "depth"])
+@pytest.mark.parametrize("case", ["undecodable", "empty", "static cameras, no depth", "depth"])
 def test_anyview_bad_input_is_one_line_exit_2(case, scene_dir, tmp_path, capsys):
     s = scene_dir / "scenes" / "s0"
     video = s / "exo_front" / "rgb"
@@ -162,8 +162,8 @@ def test_anyview_bad_input_is_one_line_exit_2(case, scene_dir, tmp_path, capsys)
     elif case == "empty":
         video = tmp_path / "empty"
         video.mkdir()
-    elif case == "count":
-        extra = ["--input-cameras", str(s / "exo_back" / "cameras.json"), "--frames", "2"]
+    elif case == "static cameras, no depth":  # metric cameras, relative depth, no parallax
+        extra = ["--input-cameras", str(s / "exo_front" / "cameras.json")]
     elif case == "depth":
         bad = tmp_path / "d.npy"
         np.save(bad, np.full((3, 48, 64), np.nan, dtype=np.float32))
