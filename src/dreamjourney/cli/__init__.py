@@ -17,7 +17,7 @@ from typing import TextIO
 import typer
 from rich.markup import escape
 
-from dreamjourney import __version__
+import dreamjourney
 from dreamjourney.cli.console import err_console
 from dreamjourney.errors import InputError, InputWarning
 
@@ -33,7 +33,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"dreamjourney {__version__}")
+        typer.echo(f"dreamjourney {dreamjourney.__version__}")
         raise typer.Exit()
 
 

@@ -588,7 +588,7 @@ def _first_camera(config: JourneyConfig, file_cameras: Cameras | None) -> Camera
     field of view's."""
     if file_cameras is not None:
         K = file_cameras[0].fit(config.width, config.height).K
-        camera = Cameras(K, torch.eye(4), config.width, config.height, [0.0])
+        camera = Cameras(K, torch.eye(4), config.width, config.height, torch.zeros(1))
     else:
         camera = Cameras.create(
             torch.eye(4), width=config.width, height=config.height, fov_deg=config.fov_deg

@@ -107,7 +107,7 @@ def parallax_scales(frames: Tensor, depths: Tensor, cameras: Cameras) -> list[Pa
         under enough parallax (a camera that barely moves, or a textureless view).
     """
     frames, depths, cameras = frames.cpu(), depths.cpu(), cameras.to("cpu")
-    sift = cv2.SIFT_create(nfeatures=MAX_FEATURES)
+    sift = cv2.SIFT.create(nfeatures=MAX_FEATURES)
     features = [_features(f, sift) for f in frames]
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     centres = cameras.centers.double()
