@@ -20,6 +20,7 @@ from rich.markup import escape
 import dreamjourney
 from dreamjourney.cli.console import err_console
 from dreamjourney.errors import InputError, InputWarning
+from dreamjourney.threads import configure_threads
 
 app = typer.Typer(
     name="dreamjourney",
@@ -67,6 +68,7 @@ app.add_typer(train_app, name="train")
 
 def main() -> None:
     """Entry point of the console script."""
+    configure_threads()  # before any command imports torch
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default", InputWarning)
