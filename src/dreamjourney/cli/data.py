@@ -46,6 +46,8 @@ def synth(
         raise InputError(f"must be native or anyview, got {layout!r}", field="--layout")
     if fps <= 0:
         raise InputError(f"must be positive, got {fps}", field="--fps")
+    if out.exists() and not out.is_dir():
+        raise InputError("is a file, not a directory; choose another --out", source=out)
     targets = [out / f"scene_{i:03d}" for i in range(scenes)]
     for target in targets:  # refuse before rendering anything rather than halfway through
         if target.exists() and any(target.iterdir()):
