@@ -220,7 +220,6 @@ def _target_cameras(
     from dreamjourney.camera.keyframes import resample_to_clip
     from dreamjourney.camera.path_fit import fit_path
     from dreamjourney.camera.trajectories import PRESETS, make_trajectory, resolve_trajectory
-    from dreamjourney.io.images import default_size
 
     times = cams_in.times
     if spec in PRESETS:
@@ -245,9 +244,8 @@ def _target_cameras(
         options=options,
     )
     target, how = resample_to_clip(file_cameras, times)
-    width, height = default_size(
-        target.width, target.height, max_side=max(cams_in.width, cams_in.height)
-    )
+    shrink = min(1.0, max(cams_in.width, cams_in.height) / max(target.width, target.height))
+    width, height = max(1, round(target.width * shrink)), max(1, round(target.height * shrink))
     target = target.fit(width, height)
     name = Path(spec).name
     notes = [f"{len(file_cameras)} in the file, taken {how} for the video's {len(times)} frames"]
