@@ -399,7 +399,6 @@ def test_aligned_depth_is_clamped_to_a_plausible_range(tmp_path):
     """A depth estimate that puts the newly seen pixels 10,000x farther than the known ones
     never throws world points that far."""
     from dreamjourney.models.protocols import DepthResult
-
     from dreamjourney.scene import World
 
     class WildDepth:
