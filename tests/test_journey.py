@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -386,9 +387,9 @@ def test_a_camera_file_that_leaves_the_scene_warns(tmp_path):
     save_cameras(Cameras.create(c2w, width=W, height=H, fov_deg=55.0), tmp_path / "p.json")
     pipe = JourneyPipeline.from_preset("offline")
     config = small_config(trajectory=str(tmp_path / "p.json"), frames_per_segment=3, motion=False)
+    far = dataclasses.replace(config, path_scale=1000.0)
     with pytest.warns(InputWarning, match=r"3 of 3 rendered frames were >= 95% holes"):
-        left = pipe(image, tmp_path / "far", config=config.__class__(
-            **{**config.__dict__, "path_scale": 1000.0}))  # fmt: skip
+        left = pipe(image, tmp_path / "far", config=far)
     assert left.blank_frames == 3
     assert left.run.manifest.segments[0].blank_frames == 3
     kept = pipe(image, tmp_path / "default", config=config)  # the default scale stays inside
