@@ -207,3 +207,34 @@ def test_journey_flies_a_real_file_from_the_photo_and_keeps_its_scale_on_resume(
     more = pipe(photo, tmp_path / "run", config=config, extend=1)  # the kept scale
     flown = load_cameras(more.run.cameras_path)
     assert torch.allclose(flown.c2w[5:], expected.cameras.c2w[6:11], atol=1e-5)
+
+
+def test_a_path_scaled_out_of_the_scene_warns(photo, tmp_path, monkeypatch, capsys):
+    code, _, err = run(
+        monkeypatch, capsys, "render", str(photo), "-t", str(FILES["nerfstudio"]), "-o",
+        str(tmp_path / "out"), "--size", f"{W}x{H}", "--path-scale", "1000", "-q",
+    )  # fmt: skip
+    assert code == 0
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "of 24 rendered frames are >= 95% holes" in warning[0]
+    assert "try a smaller --path-scale" in warning[0]
+
+
+def test_anyview_resamples_a_real_target_file_and_keeps_its_aspect(tmp_path, monkeypatch, capsys):
+    for i in range(3):  # a 3-frame 64x48 clip at 24 fps: 0.083 s
+        save_image(tmp_path / "rgb" / f"{i:03d}.png", torch.rand(3, H, W))
+    code, _, err = run(
+        monkeypatch, capsys, "anyview", str(tmp_path / "rgb"), "-t", str(FILES["nerfstudio"]),
+        "-o", str(tmp_path / "out"), "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "24 in the file, taken on time for the video's 3 frames" in err
+    assert "output 64x36: the file's aspect and K" in err  # 1920x1080 at the input's long side
+    target = load_cameras(tmp_path / "out" / "cameras.json")
+    source = load_cameras(FILES["nerfstudio"])
+    assert (len(target), target.width, target.height) == (3, 64, 36)
+    assert float(target.fx[0] / target.fy[0]) == pytest.approx(1.0, abs=1e-3)
+    assert float(target.fov_deg("vertical")[0]) == pytest.approx(
+        float(source.fov_deg("vertical")[0]), abs=0.5
+    )
+    assert torch.allclose(target.c2w[0], torch.eye(4), atol=1e-5)  # placed at the input camera
