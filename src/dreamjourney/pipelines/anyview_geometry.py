@@ -49,7 +49,11 @@ class InputDepth:
 
 
 def temporally_consistent_depth(
-    depths: Tensor, frames: Tensor, *, static_threshold: float = STATIC_COLOUR_THRESHOLD
+    depths: Tensor,
+    frames: Tensor,
+    *,
+    static_threshold: float = STATIC_COLOUR_THRESHOLD,
+    space: str = "depth",
 ) -> Tensor:
     """Give per-frame depth maps one scale over time.
 
@@ -60,6 +64,8 @@ def temporally_consistent_depth(
     Args:
         depths: (T, H, W) z-depth, each frame up to its own scale and shift.
         frames: (T, 3, H, W) the video, to find static pixels (assumes a near-static camera).
+        space: where each frame's estimate is right up to a scale and shift ("disparity" for
+            affine-invariant disparity models such as Depth Anything, else "depth").
     Returns:
         (T, H, W) z-depth in frame 0's units.
     """
@@ -70,7 +76,7 @@ def temporally_consistent_depth(
         if int(static.sum()) < 16:  # almost everything moved: trust the estimate as it is
             aligned.append(depths[t])
             continue
-        fit = align_depth(depths[t], aligned[-1], static)
+        fit = align_depth(depths[t], aligned[-1], static, space=space)
         aligned.append(fit.aligned.clamp_min(0))
     return torch.stack(aligned)
 
@@ -108,7 +114,7 @@ class AnyViewGeometryPipeline:
             return InputDepth(estimates, "depth from a metric estimator")
         if not metric_cameras:
             return InputDepth(
-                temporally_consistent_depth(estimates, video),
+                temporally_consistent_depth(estimates, video, space=results[0].space),
                 "relative depth estimate, one scale over time (the input camera's unit)",
             )
         fits = parallax_scales(video, estimates, input_cameras)
