@@ -229,9 +229,9 @@ def test_anyviewbench_lpips_vgg_in_float64_moment_scales_and_videos(bench_root, 
 
 def test_eval_bench_anyview_method_on_an_anyviewbench_root(bench_root, tmp_path, run, release):
     code, out, err = run("eval", "bench", "anyview", "--scenes", bench_root, "--out",
-                         tmp_path / "o", "--split", "ddad_FL", "--no-videos", "-o",
-                         f"model={release}", "-o", "num_inference_steps=1", "-o",
-                         "long_side=32", "-o", "dtype=float32")  # fmt: skip
+                         tmp_path / "o", "--split", "ddad_FL", "--no-videos", "--option",
+                         f"model={release}", "--option", "num_inference_steps=1", "--option",
+                         "long_side=32", "--option", "dtype=float32")  # fmt: skip
     assert code == 0, err
     res = json.loads((tmp_path / "o" / "results.json").read_text())
     assert [e["episode"] for e in res["episodes"]] == ["scene_002"]

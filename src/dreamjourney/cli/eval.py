@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
-from torch import Tensor
 from typer._click.core import Context
 from typer.core import TyperGroup
 
 from dreamjourney.cli.console import console, err_console
 from dreamjourney.cli.options import parse_key_values
 from dreamjourney.errors import InputError
-from dreamjourney.io.clips import load_clip
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class _CompareByDefault(TyperGroup):
@@ -37,6 +39,8 @@ app = typer.Typer(
 
 def load_mask(path: Path, frames: int, height: int, width: int) -> Tensor:
     """A mask image (all frames), a folder of them or a video -> (T, H, W) bool (> 0.5 = True)."""
+    from dreamjourney.io.clips import load_clip
+
     mask = load_clip(path, field="--mask")[0].mean(dim=1) > 0.5
     if tuple(mask.shape[-2:]) != (height, width):
         raise InputError(
@@ -55,7 +59,7 @@ def load_mask(path: Path, frames: int, height: int, width: int) -> Tensor:
 def compare(
     pred: Path = typer.Argument(..., help="Predicted video, or folder of frames."),
     gt: Path = typer.Argument(..., help="Ground-truth video, or folder of frames."),
-    out: Path = typer.Option(..., "--out", help="Report JSON to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report JSON to write."),
     mask: Path | None = typer.Option(
         None, "--mask", help="Mask image, folder or video: white = counted."
     ),
@@ -67,6 +71,7 @@ def compare(
     from dreamjourney.eval.bench import json_safe
     from dreamjourney.eval.metrics import LPIPS, mean_over, psnr, ssim
     from dreamjourney.io.atomic import atomic_write_text
+    from dreamjourney.io.clips import load_clip
 
     lpips = LPIPS.from_file(lpips_weights) if lpips_weights is not None else None
     p, g = load_clip(pred, field="PRED")[0], load_clip(gt, field="GT")[0]
@@ -104,7 +109,7 @@ def consistency(
     video: Path = typer.Argument(
         ..., help="A generated video (or folder of frames), no ground truth."
     ),
-    out: Path = typer.Option(..., "--out", help="Report JSON to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report JSON to write."),
     cameras: Path | None = typer.Option(
         None, "--cameras", help="Its cameras, one per frame (any supported camera file)."
     ),
@@ -124,6 +129,7 @@ def consistency(
     from dreamjourney.eval.bench import json_safe
     from dreamjourney.eval.metrics import mean_over, reprojection_consistency, temporal_flicker
     from dreamjourney.io.atomic import atomic_write_text
+    from dreamjourney.io.clips import load_clip
     from dreamjourney.io.depth import load_depth
 
     if (cameras is None) != (depth is None):
@@ -168,7 +174,9 @@ def bench(
         "--scenes",
         help="A scene, a folder of scenes or of datasets, or an AnyViewBench root (splits.json).",
     ),
-    out: Path = typer.Option(..., "--out", help="Folder for results.json, results.md, videos/."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for results.json, results.md, videos/."
+    ),
     pairs: str = typer.Option(
         "all", "--pairs", help="all, input or extreme camera pairs (not for AnyViewBench)."
     ),
@@ -191,9 +199,9 @@ def bench(
     option: list[str] = typer.Option(
         [],
         "--option",
-        "-o",
         help="KEY=VALUE passed to the method (VALUE read as JSON if it can be).",
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Run a novel-view METHOD on every episode and tabulate the metrics.
 
@@ -218,7 +226,7 @@ def bench(
         )
     built = build_method(method, **method_options)
 
-    with Progress(console=err_console, transient=True) as progress:
+    with Progress(console=err_console, transient=True, disable=quiet) as progress:
         task = progress.add_task(f"bench {method}", total=None)
 
         def advance(done: int, total: int) -> None:

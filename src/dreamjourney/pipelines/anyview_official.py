@@ -469,7 +469,7 @@ def load_anyview_official(
         if preset != "tiny":
             raise MissingWeightsError(
                 "the anyview method needs the released AnyView model: pass --model (eval bench: "
-                "-o model=) anyview_dvs_2b.pt (with tokenizer.pth and default_text_emb.pt beside "
+                "--option model=) anyview_dvs_2b.pt (with tokenizer.pth and default_text_emb.pt beside "
                 "it) or a folder made by `dreamjourney models convert-anyview` (see README, 'The "
                 "released AnyView model'), or use --preset tiny for random weights",
                 field="--model",

@@ -22,8 +22,9 @@ import copy
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +35,29 @@ from torch import Tensor
 
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import load_cameras, save_cameras
+from dreamjourney.camera.path_fit import PathFit, fit_path
 from dreamjourney.camera.trajectories import PRESETS as TRAJECTORY_PRESETS
 from dreamjourney.camera.trajectories import make_trajectory, resolve_trajectory
-from dreamjourney.errors import InputError
+from dreamjourney.errors import InputError, warn_input
 from dreamjourney.io.atomic import atomic_write_text
-from dreamjourney.io.images import load_image, save_image
+from dreamjourney.io.images import default_size, fit_image, load_image, save_image
 from dreamjourney.io.plots import plot_trajectory
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord, sha256_file
-from dreamjourney.io.video import VideoWriter, iter_video
+from dreamjourney.io.video import concat_videos, iter_video, write_video
 from dreamjourney.models.protocols import CompletionContext
 from dreamjourney.models.registry import Backends, build_backends
 from dreamjourney.scene import World, align_depth
+from dreamjourney.scene.raster import BLANK_HOLES, blank_frames
 
 # Below this share of known pixels a frame's depth is scaled to the scene instead of aligned.
 MIN_KNOWN_FRACTION = 0.02
 # A pixel moved in stage II when any channel changed by more than this.
 MOTION_THRESHOLD = 0.08
-MAX_SIDE = 512
+# Aligned depth is clamped to this factor beyond the known depths of the view (their 2nd and
+# 98th percentiles), or of the scene scale when too little is known: a bad fit never throws
+# points far outside what any camera could plausibly see.
+DEPTH_RANGE_FACTOR = 4.0
+DEFAULT_FOV_DEG = 60.0
 CONTACT_SHEET_GRID = (4, 3)
 
 
@@ -59,25 +66,32 @@ class JourneyConfig:
     """Everything that decides the frames of a run (stored in the manifest and checked on resume).
 
     trajectory: a preset name (continued segment after segment) or the path of a camera file
-        (cut into segments of `frames_per_segment`; its first camera is the photo's view).
+        (cut into segments of `frames_per_segment`; its first camera is the photo's view, its
+        K centre-cropped to the frame's aspect, its unit scaled by `path_scale`).
+    trajectory_options: preset options (`make_trajectory`'s keyword arguments).
+    path_scale: world units per unit of a camera file; None: fitted to the scene
+        (`dreamjourney.camera.path_fit`).
     frames_per_segment: stage I frames per segment.
     motion / motion_frames: run stage II and how many animated frames it adds to the video.
     prompt: used instead of captions when given.
     width, height: frame size in pixels; the photo is centre-cropped and resized to it.
-    fov_deg: horizontal field of view of the photo's camera (presets only).
+    fov_deg: horizontal field of view of the photo's camera (presets only); None: the depth
+        model's estimate when it gives a focal length (Depth Pro), else 60 degrees.
     fps: frame rate of the videos; output frame n is at time (n + 1) / fps, the photo at 0.
     lift_stride: besides the last frame, every `lift_stride`-th completed frame is lifted.
     max_points: the world's point budget.
     """
 
     trajectory: str = "forward"
+    trajectory_options: dict[str, Any] = field(default_factory=dict)
+    path_scale: float | None = None
     frames_per_segment: int = 16
     motion: bool = True
     motion_frames: int = 8
     prompt: str | None = None
     width: int = 512
     height: int = 384
-    fov_deg: float = 60.0
+    fov_deg: float | None = None
     fps: float = 24.0
     lift_stride: int = 4
     max_points: int = 2_000_000
@@ -115,34 +129,14 @@ class JourneyResult:
     num_frames: int
     segments_made: list[int]
     already_complete: bool
+    path_fit: str | None = None
+    blank_frames: int = 0
 
 
 def segment_seed(seed: int, index: int) -> int:
     """A 63-bit seed for segment `index` of a run seeded with `seed` (independent streams)."""
     state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 ^ int(state[1])
-
-
-def default_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
-    """The photo's size scaled down to fit `max_side`, rounded down to multiples of 8."""
-    scale = min(1.0, max_side / max(width, height))
-    return max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8)
-
-
-def fit_image(image: Tensor, width: int, height: int) -> Tensor:
-    """(3, h, w) -> (3, height, width): centre crop to the target aspect, then resize."""
-    _, h, w = image.shape
-    if (w, h) == (width, height):
-        return image
-    target = width / height
-    if w / h > target:
-        cw, ch = max(1, round(h * target)), h
-    else:
-        cw, ch = w, max(1, round(w / target))
-    left, top = (w - cw) // 2, (h - ch) // 2
-    crop = image[None, :, top : top + ch, left : left + cw]
-    out = F.interpolate(crop, size=(height, width), mode="bicubic", antialias=True)
-    return out[0].clamp(0, 1)
 
 
 class JourneyPipeline:
@@ -206,6 +200,7 @@ class JourneyPipeline:
             width, height = default_size(*photo_size)
             config = JourneyConfig(width=width, height=height)
         _validate(config, num_segments, extend)
+        self._check_clip_lengths(config)
         photo = fit_image(photo, config.width, config.height)
         file_cameras = self._trajectory_file_cameras(config)
         inputs = RunInputs(
@@ -245,6 +240,7 @@ class JourneyPipeline:
                 field="--segments",
             )
         already_complete = start >= target and run.video_path.is_file()
+        run.remove_partial_files()
         manifest.num_segments = target
         manifest.backends = dict(self.backends.info)
         manifest.device = device
@@ -255,18 +251,58 @@ class JourneyPipeline:
         if start == 0 and not run.world_state_path(0).is_file():
             self._initialise(run, photo, config, file_cameras)
         self._scene_scale = float(manifest.scene_scale or 1.0)
+        placed = self._place_path(run, config, file_cameras) if file_cameras is not None else None
+        path = placed.cameras if placed is not None else None
         for index in range(start, target):
             self._callback.segment_start(index)
-            record = self._segment(run, index, config, seed, file_cameras)
+            record = self._segment(run, index, config, seed, path, photo)
             made.append(index)
             self._callback.segment_end(record)
         if made or not already_complete:
             num_frames = self._write_outputs(run, config)
         else:
             num_frames = sum(s.num_frames for s in manifest.segments[:target])
-        return JourneyResult(run, run.video_path, num_frames, made, already_complete)
+        records = manifest.segments[:target]
+        blank = sum(r.blank_frames for r in records)
+        if blank:
+            warn_input(
+                f"{blank} of {sum(r.stage1_frames for r in records)} rendered frames were >= "
+                f"{100 * BLANK_HOLES:.0f}% holes (segments "
+                f"{', '.join(str(r.index) for r in records if r.blank_frames)}): the camera "
+                "saw little of the world there; for a camera file try a smaller --path-scale",
+                source=run.root,
+            )
+        return JourneyResult(
+            run,
+            run.video_path,
+            num_frames,
+            made,
+            already_complete,
+            path_fit=placed.describe(Path(config.trajectory).name) if placed else None,
+            blank_frames=blank,
+        )
 
     # ================================================================= setup
+    def _check_clip_lengths(self, config: JourneyConfig) -> None:
+        """Refuse, before any work, clips longer than a model with a fixed frame count holds.
+
+        Stage II asks its animator for `motion_frames + 1` frames (the first repeats the view).
+        """
+        checks: list[tuple[Any, int, int, str]] = [
+            (self.backends.completer, config.frames_per_segment, 0, "--frames")
+        ]
+        if config.motion and self.backends.animator is not None:
+            checks.append((self.backends.animator, config.motion_frames, 1, "--motion-frames"))
+        for backend, asked, extra, flag in checks:
+            max_frames = getattr(backend, "max_frames", None)
+            limit = max_frames() if max_frames is not None else None
+            if limit is not None and asked + extra > limit:
+                raise InputError(
+                    f"the model {getattr(backend, 'model_id', '?')} samples a fixed number of "
+                    f"frames: at most {limit - extra} here, not {asked}",
+                    field=flag,
+                )
+
     def _identity(self, config: JourneyConfig, file_cameras: Cameras | None) -> dict[str, Any]:
         values = asdict(config)
         if file_cameras is not None:
@@ -279,6 +315,7 @@ class JourneyPipeline:
     def _trajectory_file_cameras(config: JourneyConfig) -> Cameras | None:
         spec = config.trajectory
         if spec in TRAJECTORY_PRESETS:
+            make_trajectory(spec, 2, **config.trajectory_options)  # bad options fail now
             return None
         # a camera file; anything else -> InputError naming the presets
         cameras = resolve_trajectory(
@@ -287,26 +324,48 @@ class JourneyPipeline:
             scene_scale=1.0,
             width=config.width,
             height=config.height,
-            fov_deg=config.fov_deg,
+            fov_deg=config.fov_deg or DEFAULT_FOV_DEG,
             fps=config.fps,
+            size=(config.width, config.height),
+            options=config.trajectory_options,
         )
         if len(cameras) < 2:
             raise InputError(
                 "needs at least 2 cameras (the photo's view and one more)", source=spec
             )
-        if (cameras.width, cameras.height) != (config.width, config.height):
-            cameras = cameras.resize(config.width, config.height)
         return cameras
+
+    def _place_path(self, run: RunDir, config: JourneyConfig, cameras: Cameras) -> PathFit:
+        """The camera file's path in the photo's world (`fit_path`); the scale chosen for the
+        run is kept in the manifest, so a resumed run flies the same path."""
+        manifest = run.manifest
+        kept = manifest.path_scale
+        placed = fit_path(
+            cameras,
+            _first_camera(config, cameras, manifest.fov_deg),
+            scene_scale=self._scene_scale,
+            path_scale=kept if kept is not None else config.path_scale,
+            given="chosen when the run started" if kept is not None else None,
+        )
+        if kept is None:
+            manifest.path_scale = placed.scale
+            run.save()
+        return placed
 
     def _initialise(
         self, run: RunDir, photo: Tensor, config: JourneyConfig, file_cameras: Cameras | None
     ) -> None:
-        """Lift the photo into a new world, fix the scene scale and the first prompt."""
-        camera = _first_camera(config, file_cameras)
+        """Lift the photo into a new world, fix its field of view, the scene scale and the
+        first prompt."""
         self._scene_scale = 1.0
-        depth = self._timed("depth", lambda: self.backends.depth.estimate(photo)).depth
+        estimate = self._timed("depth", lambda: self.backends.depth.estimate(photo))
+        fov = config.fov_deg
+        if fov is None and estimate.focal_px is not None:
+            fov = math.degrees(2 * math.atan(0.5 * config.width / estimate.focal_px))
+        run.manifest.fov_deg = fov or DEFAULT_FOV_DEG
+        camera = _first_camera(config, file_cameras, run.manifest.fov_deg)
         world = World(max_points=config.max_points)
-        world.add_frame(photo, depth, camera, time=0.0, new_only=False)
+        world.add_frame(photo, estimate.depth, camera, time=0.0, new_only=False)
         run.manifest.scene_scale = float(world.median_depth(camera))
         run.manifest.input_prompt = config.prompt or self._caption(photo)
         world.save(run.world_state_path(0))  # atomic
@@ -320,6 +379,7 @@ class JourneyPipeline:
         config: JourneyConfig,
         seed: int,
         file_cameras: Cameras | None,
+        photo: Tensor,
     ) -> SegmentRecord:
         t_start = time.perf_counter()
         self._model_seconds = 0.0
@@ -330,8 +390,11 @@ class JourneyPipeline:
         start_camera = (
             load_cameras(run.segment_dir(index - 1) / "cameras.json")[-1]
             if index > 0
-            else _first_camera(config, file_cameras)
+            else _first_camera(config, file_cameras, manifest.fov_deg)
         )
+        # the complete view the clip continues from, as the video shows it (read back from disk
+        # so that a resumed run sees the same pixels)
+        start_view = photo if previous is None else _last_frame(run, previous, config)
         cameras = self._segment_cameras(index, config, start_camera, file_cameras, seed)
         times = (first_frame + 1 + torch.arange(len(cameras))) / config.fps
         cameras = cameras.with_times(times)
@@ -352,7 +415,7 @@ class JourneyPipeline:
             out = trial.render(cameras)
             return out.image, out.mask
 
-        context = CompletionContext(cameras=cameras, rerender=rerender)
+        context = CompletionContext(cameras=cameras, rerender=rerender, start_view=start_view)
         completed = self._timed(
             "complete",
             lambda: self.backends.completer.complete(
@@ -364,11 +427,13 @@ class JourneyPipeline:
                 progress=self._callback.model_step,
             ),
         )
-        _write_clip(folder / "render.mp4", rendered.image, config.fps)
-        _write_clip(
-            folder / "mask.mp4", rendered.mask.float()[:, None].expand(-1, 3, -1, -1), config.fps
+        write_video(folder / "render.mp4", rendered.image, fps=config.fps)
+        write_video(
+            folder / "mask.mp4",
+            rendered.mask.float()[:, None].expand(-1, 3, -1, -1),
+            fps=config.fps,
         )
-        _write_clip(folder / "completed.mp4", completed, config.fps)
+        write_video(folder / "completed.mp4", completed, fps=config.fps)
         last = len(cameras) - 1
         for i in [last, *range(last - config.lift_stride, -1, -config.lift_stride)]:
             frame = completed[i]
@@ -397,7 +462,7 @@ class JourneyPipeline:
                 ),
             )[1:]
             stage2 = animated.shape[0]
-            _write_clip(folder / "animated.mp4", animated, config.fps)
+            write_video(folder / "animated.mp4", animated, fps=config.fps)
             still = cameras[last]
             t2 = float(times[-1]) + (1 + torch.arange(stage2)) / config.fps
             still_cameras = Cameras(
@@ -424,6 +489,7 @@ class JourneyPipeline:
             prompt=prompt_out,
             points_added=added,
             world_points=len(world),
+            blank_frames=len(blank_frames(rendered.mask)),
             seconds={
                 "stage1": round(t_stage1, 3),
                 "stage2": round(time.perf_counter() - t_start - t_stage1, 3),
@@ -454,28 +520,44 @@ class JourneyPipeline:
             scene_scale=scale,
             width=config.width,
             height=config.height,
-            fov_deg=config.fov_deg,
+            fov_deg=config.fov_deg or DEFAULT_FOV_DEG,
             start=start,
             seed=segment_seed(seed, index),
             fps=config.fps,
+            **config.trajectory_options,
         )
         return path[1:]
 
     # ================================================================= geometry helpers
     def _aligned_depth(self, frame: Tensor, target: Tensor, known: Tensor) -> Tensor:
         """Depth of `frame` (3, H, W), aligned to the rendered depth `target` (H, W) on the
-        `known` (H, W) pixels -> (H, W) z-depth in world units."""
-        pred = self._timed("depth", lambda: self.backends.depth.estimate(frame)).depth
-        return self._align(pred, target, known)
+        `known` (H, W) pixels -> (H, W) z-depth in world units, within a plausible range.
 
-    def _align(self, pred: Tensor, target: Tensor, known: Tensor) -> Tensor:
-        """Robust scale and shift of `pred` onto `target` on `known` pixels; with too few known
-        pixels, a scale that puts its median at the scene scale."""
+        The estimate is fitted with a robust scale and shift in the space where it is right up
+        to those (`DepthResult.space`: disparity for Depth Anything, depth for metric models);
+        with too few known pixels it is only scaled, to put its median at the scene scale.
+        """
+        estimate = self._timed("depth", lambda: self.backends.depth.estimate(frame))
+        pred = estimate.depth
         if known.float().mean() < MIN_KNOWN_FRACTION:
             valid = pred[pred > 0]
             scale = self._scene_scale / float(valid.median()) if valid.numel() else 1.0
-            return pred * scale
-        return align_depth(pred, target, known).aligned
+            aligned = pred * scale
+        else:
+            aligned = align_depth(pred, target, known, space=estimate.space).aligned
+        return self._plausible(aligned, target, known)
+
+    def _plausible(self, depth: Tensor, target: Tensor, known: Tensor) -> Tensor:
+        """Clamp aligned z-depth into `DEPTH_RANGE_FACTOR` times beyond the known depths (their
+        2nd-98th percentiles), or beyond the scene scale when too little is known; 0 (no
+        depth) stays 0."""
+        reference = target[known & (target > 0)]
+        if reference.numel() >= 16 and float(known.float().mean()) >= MIN_KNOWN_FRACTION:
+            low, high = torch.quantile(reference.float(), torch.tensor([0.02, 0.98])).tolist()
+        else:
+            low = high = self._scene_scale
+        clamped = depth.clamp(low / DEPTH_RANGE_FACTOR, high * DEPTH_RANGE_FACTOR)
+        return torch.where(depth > 0, clamped, depth)
 
     def _fold_back(self, world: World, before: Tensor, after: Tensor, camera: Cameras) -> int:
         """Replace the part of the view that moved during stage II with its last animated state;
@@ -513,14 +595,17 @@ class JourneyPipeline:
         picks = set(np.linspace(0, total - 1, cols * rows).round().astype(int).tolist())
         sheet: list[Tensor] = []
         count = 0
-        with VideoWriter(run.video_path, fps=config.fps) as writer:
-            for frame in _run_frames(run, records):
-                writer.write(frame)
+        clips = _run_clips(run, records)
+        joined = concat_videos(run.video_path, clips)  # the segments' own packets, not re-encoded
+        for clip in clips:
+            for frame in iter_video(clip):
                 if count in picks:
                     sheet.append(frame)
                 count += 1
-        if count != total:
-            raise RuntimeError(f"video.mp4 has {count} frames, the manifest counts {total}")
+        if joined != total or count != total:
+            raise RuntimeError(
+                f"video.mp4 has {joined} frames ({count} decoded), the manifest counts {total}"
+            )
         self._callback.finishing("cameras.json")
         cameras = Cameras.cat(
             [load_cameras(run.segment_dir(r.index) / "cameras.json") for r in records]
@@ -540,24 +625,39 @@ class JourneyPipeline:
         return count
 
 
-def _first_camera(config: JourneyConfig, file_cameras: Cameras | None) -> Cameras:
-    """The photo's camera, at time 0: the file's first camera, else identity with the fov."""
+def _first_camera(
+    config: JourneyConfig, file_cameras: Cameras | None, fov_deg: float | None
+) -> Cameras:
+    """The photo's camera, at time 0 and the origin: the K of the file's first camera, else the
+    run's field of view (`fov_deg`, fixed when the run began; older runs: the config's)."""
     if file_cameras is not None:
-        camera = file_cameras[0]
+        K = file_cameras[0].fit(config.width, config.height).K
+        camera = Cameras(K, torch.eye(4), config.width, config.height, torch.zeros(1))
     else:
-        camera = Cameras.create(
-            torch.eye(4), width=config.width, height=config.height, fov_deg=config.fov_deg
-        )
+        fov = fov_deg or config.fov_deg or DEFAULT_FOV_DEG
+        camera = Cameras.create(torch.eye(4), width=config.width, height=config.height, fov_deg=fov)
     return camera.with_times([0.0])
 
 
-def _run_frames(run: RunDir, records: list[SegmentRecord]) -> Iterator[Tensor]:
-    """All frames of a run in video order, decoded one at a time from the segment clips."""
+def _last_frame(run: RunDir, record: SegmentRecord, config: JourneyConfig) -> Tensor:
+    """The last frame (3, H, W) segment `record` added to the video, decoded from its clip."""
+    folder = run.segment_dir(record.index)
+    clip = folder / ("animated.mp4" if record.stage2_frames else "completed.mp4")
+    last = deque(iter_video(clip), maxlen=1)
+    if not last:
+        raise InputError("has no frames; delete the run or the segment to redo it", source=clip)
+    return last[0][:, : config.height, : config.width]
+
+
+def _run_clips(run: RunDir, records: list[SegmentRecord]) -> list[Path]:
+    """The segment clips that make up a run's video, in video order."""
+    clips = []
     for record in records:
         folder = run.segment_dir(record.index)
-        yield from iter_video(folder / "completed.mp4")
+        clips.append(folder / "completed.mp4")
         if record.stage2_frames:
-            yield from iter_video(folder / "animated.mp4")
+            clips.append(folder / "animated.mp4")
+    return clips
 
 
 def contact_sheet(frames: list[Tensor], cols: int, gap: int = 4) -> Tensor:
@@ -570,11 +670,6 @@ def contact_sheet(frames: list[Tensor], cols: int, gap: int = 4) -> Tensor:
         top, left = gap + r * (h + gap), gap + c * (w + gap)
         sheet[:, top : top + h, left : left + w] = frame
     return sheet
-
-
-def _write_clip(path: Path, frames: Tensor, fps: float) -> None:
-    with VideoWriter(path, fps=fps) as writer:
-        writer.write_all(frames)
 
 
 def _cameras_hash(cameras: Cameras) -> str:
@@ -590,10 +685,14 @@ def _validate(config: JourneyConfig, num_segments: int | None, extend: int) -> N
         (config.frames_per_segment >= 1, "--frames", "must be at least 1"),
         (config.motion_frames >= 1, "--motion-frames", "must be at least 1"),
         (config.width >= 8 and config.height >= 8, "--size", "both sides must be at least 8"),
-        (0 < config.fov_deg < 180, "--fov", "must be between 0 and 180 degrees"),
+        (
+            config.fov_deg is None or 0 < config.fov_deg < 180,
+            "--fov",
+            "must be between 0 and 180 degrees",
+        ),
         (num_segments is None or num_segments >= 1, "--segments", "must be at least 1"),
         (extend >= 0, "--extend", "must not be negative"),
     ]
-    for ok, field, message in checks:
+    for ok, option, message in checks:
         if not ok:
-            raise InputError(message, field=field)
+            raise InputError(message, field=option)
