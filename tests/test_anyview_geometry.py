@@ -20,6 +20,7 @@ from dreamjourney.pipelines.anyview_geometry import (
     AnyViewGeometryPipeline,
     temporally_consistent_depth,
 )
+from dreamjourney.pipelines.novel_view import build_method
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,8 +81,9 @@ def test_bench_geometry_beats_copy_input_on_visible_pixels(scene_dir):
     scores = {}
     for method in ("copy-input", "geometry"):
         results = run_bench(
-            method, scene_dir / "scenes", scene_dir / method, pairs="extreme", videos=False
-        )
+            build_method(method), scene_dir / "scenes", scene_dir / method, name=method,
+            pairs="extreme", videos=False,
+        )  # fmt: skip
         scores[method] = results["overall"]["psnr_visible"]
     assert scores["geometry"] > scores["copy-input"] + 1.0
 

@@ -50,7 +50,7 @@ def _root(
 from dreamjourney.cli import data, eval  # noqa: E402
 from dreamjourney.cli.anyview import anyview  # noqa: E402
 from dreamjourney.cli.journey import journey  # noqa: E402
-from dreamjourney.cli.models import models  # noqa: E402
+from dreamjourney.cli.models import app as models_app  # noqa: E402
 from dreamjourney.cli.render import render  # noqa: E402
 from dreamjourney.cli.train import app as train_app  # noqa: E402
 from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
@@ -60,7 +60,7 @@ app.command("journey")(journey)
 app.command("anyview")(anyview)
 app.command("render")(render)
 app.add_typer(trajectory_app, name="trajectory")
-app.command("models")(models)
+app.add_typer(models_app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(eval.app, name="eval")
 app.add_typer(train_app, name="train")

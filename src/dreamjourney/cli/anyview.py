@@ -24,7 +24,9 @@ def anyview(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     method: str = typer.Option(
-        "geometry", help="geometry (training-free) or learned (AnyView model)."
+        "geometry",
+        help="geometry (training-free), learned (our AnyView-style model) or anyview (the "
+        "released AnyView model).",
     ),
     input_cameras: Path | None = typer.Option(
         None,
@@ -50,11 +52,32 @@ def anyview(
     ),
     preset: str = typer.Option("offline", help="Model preset for depth and completion."),
     config: Path | None = typer.Option(None, help="Model config file (JSON/TOML)."),
-    model: str | None = typer.Option(None, help="AnyView model: hub id or local path (learned)."),
+    model: str | None = typer.Option(
+        None,
+        help="learned: a trained pipeline (folder or hub id); anyview: anyview_dvs_2b.pt (with "
+        "tokenizer.pth and default_text_emb.pt beside it) or a converted folder.",
+    ),
     frames: int | None = typer.Option(None, min=1, help="Use the first N frames."),
     size: str | None = typer.Option(None, help="Resize the input to WxH."),
     fov: float = typer.Option(60.0, help="Horizontal field of view of a default input camera."),
-    steps: int = typer.Option(25, min=1, help="Denoising steps (learned method)."),
+    steps: int | None = typer.Option(
+        None, min=1, help="Denoising steps (learned: 25, anyview: 35 as released)."
+    ),
+    moment_scale: float = typer.Option(
+        1 / 8,
+        help="anyview: Plücker moment scale (1/8 most scenes, 1/16 driving, 1/32 Kubric), "
+        "for cameras in metres.",
+    ),
+    resolution: int = typer.Option(
+        576, help="anyview: long side of the model's grid in pixels (576 as released)."
+    ),
+    dtype: str | None = typer.Option(
+        None, help="anyview: bfloat16 (default, as released) or float32."
+    ),
+    cpu_offload: bool = typer.Option(
+        False, help="anyview: keep each model on the CPU until it runs (needs --device cuda)."
+    ),
+    vae_tiling: bool = typer.Option(False, help="anyview: encode and decode in spatial tiles."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -68,8 +91,10 @@ def anyview(
     from dreamjourney.io.depth import load_depth
     from dreamjourney.io.video import video_size, write_video
 
-    if method not in ("geometry", "learned"):
-        raise InputError(f"unknown method {method!r}; use geometry or learned", field="--method")
+    if method not in ("geometry", "learned", "anyview"):
+        raise InputError(
+            f"unknown method {method!r}; use geometry, learned or anyview", field="--method"
+        )
     if target_frame not in (None, "relative", "world"):
         raise InputError("must be 'relative' or 'world'", field="--target-frame")
     if out.exists() and not out.is_dir():
@@ -146,13 +171,25 @@ def anyview(
             hint="the target cameras see little of what the input saw (check --path-scale "
             "and --target-frame)",
         )
-    else:
+    elif method == "learned":
         from dreamjourney.pipelines.anyview_learned import load_anyview_pipeline
 
         learned = load_anyview_pipeline(model, preset=preset, device=device)
         output = learned(
-            clip, cams_in, target, num_inference_steps=steps, generator=generator, output_type="pt"
-        ).frames
+            clip, cams_in, target, num_inference_steps=steps or 25, generator=generator,
+            output_type="pt",
+        ).frames  # fmt: skip
+    else:
+        from dreamjourney.models.weights import MemoryOptions
+        from dreamjourney.pipelines.anyview_official import load_anyview_official
+
+        memory = MemoryOptions(dtype=dtype, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
+        released = load_anyview_official(model, preset=preset, device=device, memory=memory)
+        result = released(
+            clip, cams_in, target, moment_scale=moment_scale, num_inference_steps=steps or 35,
+            seed=seed, long_side=resolution,
+        )  # fmt: skip
+        output, target = result.frames, result.cameras
     write_video(out / "video.mp4", output, fps=fps)
     save_cameras(target, out / "cameras.json", fps=fps)
     write_video(out / "side_by_side.mp4", _side_by_side(clip, output), fps=fps)

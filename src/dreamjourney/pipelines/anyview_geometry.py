@@ -213,6 +213,7 @@ class AnyViewGeometryMethod:
         target_cameras: Cameras,
         *,
         input_depth: Tensor | None = None,
+        moment_scale: float | None = None,
     ) -> Tensor:
         depth = input_depth if self.use_given_depth else None
         return self.pipeline(input_frames, input_cameras, target_cameras, input_depth=depth).frames
