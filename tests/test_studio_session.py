@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from pathlib import Path
 
@@ -15,8 +16,11 @@ from PIL import Image
 from dreamjourney.camera import Cameras, look_at
 from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.errors import InputError
-from dreamjourney.io.images import load_image
-from dreamjourney.pipelines.journey import fit_image
+from dreamjourney.io.images import fit_image, load_image
+from dreamjourney.models.depth import HeuristicDepth
+from dreamjourney.models.protocols import DepthResult
+from dreamjourney.models.registry import build_backends
+from dreamjourney.pipelines.journey import JourneyPipeline
 from dreamjourney.studio.session import Studio
 from dreamjourney.studio.workspace import UploadTooLarge, Workspace
 
@@ -144,6 +148,20 @@ def test_keyframes_from_a_preset_keep_the_path_and_move(studio):
     assert moved.forward[4].tolist() == pytest.approx([2**-0.5, 0, 2**-0.5], abs=1e-5)
     with pytest.raises(InputError, match="no keyframe 7"):
         studio.move_keyframe(7, np.zeros(3), np.eye(3))
+    # keyframe 0 is the photo's view, as the first camera of any camera file is for `journey`
+    message = "keyframes: keyframe 0 is the photo's view: position 0 0 0, looking along"
+    with pytest.raises(InputError, match=message):
+        studio.move_keyframe(0, np.array([0.1, 0.0, 0.0]), np.eye(3))
+    settings = studio.settings.model_dump()
+    for change in ({"position": (0.1, 0, 0)}, {"look_at": (1.0, 0, 1.0)}):
+        settings["path"]["keyframes"][0] = {**keys[0], **change}
+        with pytest.raises(InputError, match=message):
+            studio.update(settings)
+    settings["path"]["keyframes"][0] = keys[0]
+    assert studio.settings.path.keyframes[0].position == (0, 0, 0)
+    settings["path"]["keyframes"][0]["fov"] = 40.0  # its field of view is the photo's
+    studio.update(settings)
+    assert float(studio.cameras().fov_deg()[0]) == pytest.approx(40.0, abs=1e-4)
 
 
 def test_a_camera_file_opens_as_keyframes(studio):
@@ -153,11 +171,17 @@ def test_a_camera_file_opens_as_keyframes(studio):
     path = studio.workspace.root / "path" / "camera_path.json"
     path.parent.mkdir()
     save_cameras(Cameras.create(c2w, width=W, height=H, fov_deg=50), path, format="nerfstudio")
-    keys = studio.load_camera_file("path/camera_path.json")["settings"]["path"]["keyframes"]
-    assert np.allclose([k["position"] for k in keys], c2w[:, :3, 3].numpy(), atol=1e-5)
+    state = studio.load_camera_file("path/camera_path.json")
+    keys = state["settings"]["path"]["keyframes"]
+    # placed as `journey --trajectory` places a file (`fit_path`; these cameras turn too little
+    # for a common focus): the farthest camera half a scene scale (the photo's median depth)
+    # from the start
+    scale = 0.5 * state["path"]["scene_scale"] / float(np.linalg.norm([1.0, -0.2, 0.5]))
+    expected = c2w[:, :3, 3].numpy() * scale
+    assert np.allclose([k["position"] for k in keys], expected, atol=1e-5)
     assert [k["fov"] for k in keys] == pytest.approx([50, 50, 50], abs=1e-3)
     cameras = studio.cameras()
-    assert cameras.centers[-1].tolist() == pytest.approx([1.0, -0.2, 0.5], abs=1e-5)
+    assert cameras.centers[-1].tolist() == pytest.approx(expected[-1].tolist(), abs=1e-5)
     with pytest.raises(InputError, match=r"'\.\.' is refused"):
         studio.load_camera_file("../photo.png")
 
@@ -204,9 +228,9 @@ def test_a_gizmo_drag_in_the_3d_view_moves_its_keyframe(studio):
         studio.update({**studio.settings.model_dump(), "path": {"preset": "arc-right"}})
         studio.add_keyframe(4)
         cameras = studio.cameras()
-        assert len(viewer._gizmos) == 3
+        assert len(viewer._gizmos) == 2  # keyframes 1 and 2: keyframe 0 is the photo's view
         assert np.allclose(viewer._frusta[-1].position, cameras.centers[-1].numpy(), atol=1e-6)
-        handle = viewer._gizmos[1]
+        handle = viewer._gizmos[0]
         assert np.allclose(handle.position, cameras.centers[4].numpy(), atol=1e-5)
         R = look_at([0.0, 0.0, 0.0], [1.0, 0.0, 1.0])[:3, :3].numpy()
         handle.position = np.array([0.2, -0.1, 0.3])
@@ -217,6 +241,28 @@ def test_a_gizmo_drag_in_the_3d_view_moves_its_keyframe(studio):
         assert studio.settings.path.keyframes[1].position == pytest.approx((0.2, -0.1, 0.3))
         moved = studio.cameras()
         assert moved.forward[4].tolist() == pytest.approx([2**-0.5, 0, 2**-0.5], abs=1e-5)
-        assert len(viewer._gizmos) == 3  # redrawn in place, not recreated under the mouse
+        assert len(viewer._gizmos) == 2  # redrawn in place, not recreated under the mouse
+        assert viewer._gizmos[0] is handle
     finally:
         viewer.stop()
+
+
+class _FocalDepth:
+    """Pop-up depth with a focal length of 40 px, as Depth Pro gives one."""
+
+    def estimate(self, image: torch.Tensor) -> DepthResult:
+        return DepthResult(depth=HeuristicDepth().estimate(image).depth, metric=True, focal_px=40.0)
+
+
+def test_the_photo_camera_takes_the_depth_models_focal_unless_a_fov_is_set(studio):
+    backends = build_backends("offline")
+    backends.depth = _FocalDepth()
+    studio._pipelines[("offline", "cpu")] = JourneyPipeline(backends)  # as `journey` would
+    studio._lifted.clear()  # lifted by the fixture with the heuristic depth
+    studio.update(studio.settings.model_dump())
+    assert studio.settings.fov is None
+    assert float(studio.cameras().K[0, 0, 0]) == pytest.approx(40.0, rel=1e-5)
+    studio.update({**studio.settings.model_dump(), "fov": 50.0})
+    assert float(studio.cameras().K[0, 0, 0]) == pytest.approx(
+        32 / math.tan(math.radians(25)), rel=1e-5
+    )

@@ -8,9 +8,12 @@ the studio's Preview both call `render_path`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import save_cameras
@@ -18,6 +21,19 @@ from dreamjourney.io.atomic import atomic_path
 from dreamjourney.io.images import save_image
 from dreamjourney.io.video import VideoWriter
 from dreamjourney.scene import World, render_padded
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What `render_path` saw: `known` (N, H, W) bool, True where the world covers a pixel
+    of frame i (padding included)."""
+
+    known: Tensor
+
+    @property
+    def holes(self) -> Tensor:
+        """(N,) float32 share of hole pixels of each frame, in [0, 1]."""
+        return 1.0 - self.known.flatten(1).float().mean(1)
 
 
 def render_path(
@@ -28,7 +44,7 @@ def render_path(
     padding: int = 0,
     fps: float = 24.0,
     progress: Callable[[int, int], None] | None = None,
-) -> list[float]:
+) -> DryRun:
     """Render `world` from every camera and write the dry run into `out`.
 
     Writes `frames/NNNNNN.png` (3, H, W) colours (black on holes), `masks/NNNNNN.png` (white =
@@ -43,11 +59,11 @@ def render_path(
         fps: frame rate of render.mp4 and of the frame times in cameras.json.
         progress: called with (frames done, total) after each frame.
     Returns:
-        The share of hole pixels of each frame, in [0, 1].
+        The frames' hole masks (`DryRun`).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    holes = []
+    masks = []
     with VideoWriter(out / "render.mp4", fps=fps) as video:
         for i in range(len(cameras)):
             view = render_padded(world.cloud, cameras[i], padding)
@@ -56,9 +72,9 @@ def render_path(
             with atomic_path(out / "depth" / f"{i:06d}.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, view.depth[0].numpy().astype(np.float32))
             video.write(view.image[0])
-            holes.append(1.0 - view.mask[0].float().mean().item())
+            masks.append(view.mask[0])
             if progress is not None:
                 progress(i + 1, len(cameras))
     save_cameras(cameras.pad(padding) if padding else cameras, out / "cameras.json", fps=fps)
     world.save_ply(out / "world.ply")
-    return holes
+    return DryRun(torch.stack(masks))

@@ -2,10 +2,14 @@
 preview, a run), on top of the same code as the CLI.
 
 * The photo is fitted and lifted into a world by `JourneyPipeline.lift_photo`, the scene
-  scale is that world's median depth: both exactly as a journey run starts.
+  scale is that world's median depth: both exactly as a journey run starts (the field of
+  view: the set one, else the depth model's, else 60 degrees).
 * A preset path is `make_trajectory` over the whole run (segments x frames + 1 cameras,
   frame 0 = the photo's camera); a keyframe path is a `dreamjourney.keyframes/1` file
-  (`WORKSPACE/studio/keyframes.json`, usable with the CLI) read by `load_cameras`.
+  (`WORKSPACE/studio/keyframes.json`, usable with the CLI) read by `load_cameras` and placed
+  by `fit_path` at scale 1, as the journey places a camera file: keyframe 0 is the photo's
+  view (at the origin, looking along +z), the others are where they are. A camera file opened
+  for editing is placed by `fit_path`'s default rule, as `journey --trajectory FILE` does.
 * Preview is `render_path`, the `dreamjourney render` dry run, of that path.
 * Run writes the path as a native camera file and runs the journey pipeline on it in a
   worker process (`dreamjourney.studio.jobs`): the run flies exactly the path shown.
@@ -29,26 +33,24 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.formats.keyframes import FORMAT_ID as KEYFRAMES_FORMAT
+from dreamjourney.camera.path_fit import fit_path
 from dreamjourney.camera.trajectories import PRESETS, make_trajectory
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_write_text
-from dreamjourney.io.images import load_image
+from dreamjourney.io.images import default_size, fit_image, load_image
 from dreamjourney.io.plots import spread
 from dreamjourney.io.rundir import sha256_file
 from dreamjourney.models.registry import PRESETS as BACKEND_PRESETS
-from dreamjourney.pipelines.journey import (
-    JourneyConfig,
-    JourneyPipeline,
-    default_size,
-    first_camera,
-    fit_image,
-)
+from dreamjourney.pipelines.journey import JourneyConfig, JourneyPipeline, first_camera
 from dreamjourney.pipelines.render import render_path
 from dreamjourney.scene import World
 from dreamjourney.studio.jobs import Jobs, JobSpec
 from dreamjourney.studio.workspace import SUFFIXES, Workspace
 
 MAX_KEYFRAMES = 32
+FIRST_KEY_IS_THE_PHOTO = (
+    "keyframe 0 is the photo's view: position 0 0 0, looking along +z (move the others)"
+)
 # a camera file loaded for editing becomes at most this many keyframes
 KEYS_FROM_FILE = 8
 
@@ -80,13 +82,14 @@ class PathSpec(BaseModel):
 
 
 class Settings(BaseModel):
-    """Everything the page sets. `width`/`height` None: the photo's size, at most 512 px."""
+    """Everything the page sets. `width`/`height` None: the photo's size, at most 512 px;
+    `fov` None: the depth model's, else 60 degrees (as `journey` without `--fov`)."""
 
     input: str | None = None
     backends: str = "offline"
     width: int | None = Field(default=None, ge=8, le=2048)
     height: int | None = Field(default=None, ge=8, le=2048)
-    fov: float = Field(default=60.0, gt=0, lt=180)
+    fov: float | None = Field(default=None, gt=0, lt=180)
     segments: int = Field(default=2, ge=1, le=100)
     frames: int = Field(default=16, ge=1, le=256)
     motion: bool = True
@@ -154,7 +157,7 @@ class Studio:
         self._lock = threading.RLock()
         self._pipelines: dict[tuple[str, str], JourneyPipeline] = {}
         self._lifted: dict[str, Lifted] = {}
-        self._cameras: Cameras | None = None
+        self._scene: tuple[Lifted, Cameras] | None = None
         self._preview: tuple[int, Path] | None = None
         self.version = 0
         self.settings = self._load_state()
@@ -173,6 +176,9 @@ class Studio:
     def update(self, data: Any) -> dict[str, Any]:
         """Replace the settings with the page's (validated); returns `state()`."""
         settings = parse_settings(data)
+        keys = settings.path.keyframes
+        if settings.path.mode == "keyframes" and keys and not _at_the_photo(keys[0]):
+            raise InputError(FIRST_KEY_IS_THE_PHOTO, field="keyframes")
         with self._lock:
             if settings.input is not None:
                 self._input_path(settings.input)  # refuse a bad input before keeping it
@@ -182,7 +188,7 @@ class Studio:
         return self.state()
 
     def _changed(self) -> None:
-        self._cameras = None
+        self._scene = None
         self.version += 1
         atomic_write_text(self._state_path, self.settings.model_dump_json(indent=1))
 
@@ -196,8 +202,7 @@ class Studio:
             summary: dict[str, Any] = {"frames": self.settings.num_frames}
             if self.settings.input is not None:
                 try:
-                    lifted = self._lift_default()
-                    cameras = self.cameras()
+                    lifted, cameras = self._current()
                     summary.update(
                         width=cameras.width,
                         height=cameras.height,
@@ -246,10 +251,13 @@ class Studio:
         return self._pipelines[key]
 
     def journey_config(self, trajectory: str) -> JourneyConfig:
+        """The journey's config for the settings; a camera file `trajectory` is taken at scale
+        1 (the studio's paths are in world units)."""
         s = self.settings
         width, height = self.size()
         return JourneyConfig(
             trajectory=trajectory,
+            path_scale=1.0,
             frames_per_segment=s.frames,
             motion=s.motion,
             motion_frames=s.motion_frames,
@@ -260,23 +268,20 @@ class Studio:
             fps=s.fps,
         )
 
-    def _lift(self, camera: Cameras) -> Lifted:
-        """The world lifted from `camera` (cached per photo, backends, size and camera)."""
+    def _lift(self, keys: Cameras | None) -> Lifted:
+        """The photo's world as a run starts it: for a preset path (`keys` None), else for
+        the camera path `keys` (its first camera's K is the photo's). The last two are kept."""
         s = self.settings
-        assert s.input is not None
-        key = _digest(
-            sha256_file(self._input_path(s.input)), s.backends, camera.with_times([0.0]).digest()
-        )  # the world is lifted at time 0 whatever the camera's time
+        config = self.journey_config("forward")
+        camera = first_camera(config, keys, None).digest() if keys is not None else "preset"
+        key = _digest(sha256_file(self._input_path(s.input or "")), s.backends, str(s.fov),
+                      f"{config.width}x{config.height}", camera)  # fmt: skip
         if key not in self._lifted:
-            config = self.journey_config("forward")
-            photo = fit_image(self._photo(), camera.width, camera.height)
-            world = self.pipeline().lift_photo(photo, camera, config)
-            self._lifted = {key: Lifted(photo, camera, world, world.median_depth(camera))}
+            photo = fit_image(self._photo(), config.width, config.height)
+            lift = self.pipeline().lift_photo(photo, config, keys)
+            lifted = Lifted(photo, lift.camera, lift.world, lift.world.median_depth(lift.camera))
+            self._lifted = {**dict(list(self._lifted.items())[-1:]), key: lifted}
         return self._lifted[key]
-
-    def _lift_default(self) -> Lifted:
-        """The world of a preset path: lifted from the identity camera with the set fov."""
-        return self._lift(first_camera(self.journey_config("forward"), None, self.settings.fov))
 
     # ------------------------------------------------------------------ the path
     @property
@@ -285,17 +290,21 @@ class Studio:
 
     def cameras(self) -> Cameras:
         """The run's stage I cameras, frame 0 the photo's camera (OpenCV c2w)."""
-        with self._lock:
-            if self._cameras is None:
-                self._cameras = self._layout()
-            return self._cameras
+        return self._current()[1]
 
-    def _layout(self) -> Cameras:
+    def _current(self) -> tuple[Lifted, Cameras]:
+        """The world the path starts from, and the path (made once per change)."""
+        with self._lock:
+            if self._scene is None:
+                self._scene = self._layout()
+            return self._scene
+
+    def _layout(self) -> tuple[Lifted, Cameras]:
         s = self.settings
         width, height = self.size()
         if s.path.mode == "preset":
-            lifted = self._lift_default()
-            return make_trajectory(
+            lifted = self._lift(None)
+            return lifted, make_trajectory(
                 s.path.preset,
                 s.num_frames,
                 scene_scale=lifted.scale,
@@ -307,7 +316,10 @@ class Studio:
         if len(s.path.keyframes) < 2:
             raise InputError("a keyframe path needs at least two keyframes", field="keyframes")
         self._write_keyframes(width, height)
-        return load_cameras(self.keyframes_path)
+        keys = load_cameras(self.keyframes_path)
+        lifted = self._lift(keys)
+        placed = fit_path(keys, lifted.camera, scene_scale=lifted.scale, path_scale=1.0)
+        return lifted, placed.cameras
 
     def _write_keyframes(self, width: int, height: int) -> None:
         s = self.settings
@@ -327,8 +339,7 @@ class Studio:
             if self.settings.input is None:
                 return None
             try:
-                cameras = self.cameras()
-                return self._lift(cameras[0]), cameras
+                return self._current()
             except InputError:
                 return None
 
@@ -339,17 +350,17 @@ class Studio:
             cameras = self.cameras()
             frame = min(max(frame, 0), len(cameras) - 1)
             camera = cameras[frame]
-            return _keyframe(camera, self._lift_default().scale)
+            return _keyframe(camera, self._current()[0].scale)
 
     def add_keyframe(self, frame: int) -> dict[str, Any]:
         """Insert a keyframe at camera `frame` of the current path. The first one turns a
         preset path into keyframes (its start, the new key unless it is the start or the
         end, and its end), so the path does not jump."""
         with self._lock:
-            cameras = self.cameras()
+            lifted, cameras = self._current()
             frame = min(max(frame, 0), len(cameras) - 1)
             path = self.settings.path
-            scale = self._lift_default().scale
+            scale = lifted.scale
             if path.mode == "preset":
                 picks = sorted({0, frame, len(cameras) - 1})
                 keys = [_keyframe(cameras[i], scale) for i in picks]
@@ -370,8 +381,10 @@ class Studio:
         keeping its look-at distance (what a gizmo drag in the 3D view does)."""
         with self._lock:
             keys = list(self.settings.path.keyframes)
-            if not 0 <= index < len(keys):
-                raise InputError(f"no keyframe {index}", field="keyframes")
+            if not 0 < index < len(keys):
+                raise InputError(
+                    f"no keyframe {index}" if index else FIRST_KEY_IS_THE_PHOTO, field="keyframes"
+                )
             key = keys[index]
             distance = float(np.linalg.norm(np.subtract(key.look_at, key.position))) or 1.0
             target = np.asarray(position, dtype=float) + distance * np.asarray(rotation)[:, 2]
@@ -384,14 +397,18 @@ class Studio:
         self._notify()
 
     def load_camera_file(self, relative: str) -> dict[str, Any]:
-        """Open a camera file (any supported format) for editing: up to `KEYS_FROM_FILE` of
-        its cameras, evenly spread, become keyframes (their roll is not kept)."""
+        """Open a camera file (any supported format) for editing: placed in the photo's world
+        as `journey --trajectory FILE` places it (`fit_path`'s default scale), up to
+        `KEYS_FROM_FILE` of its cameras, evenly spread, become keyframes (their roll is not
+        kept)."""
         path = self.workspace.resolve(relative)
         cameras = load_cameras(path)
         if len(cameras) < 2:
             raise InputError("needs at least 2 cameras to make a path", source=relative)
         with self._lock:
-            scale = self._lift_default().scale if self.settings.input is not None else 1.0
+            lifted = self._lift(None)
+            cameras = fit_path(cameras, lifted.camera, scene_scale=lifted.scale).cameras
+            scale = lifted.scale
             picks = spread(len(cameras), KEYS_FROM_FILE)
             times = cameras.times[torch.from_numpy(picks)].double().numpy()
             if not (np.diff(times) > 0).all():  # an untimed file (COLMAP): keys by index
@@ -413,8 +430,7 @@ class Studio:
         """The dry run along the path (frames, masks, depth; cached by content): where its
         files are and the share of hole pixels of every frame."""
         with self._lock:
-            cameras = self.cameras()
-            lifted = self._lift(cameras[0])
+            lifted, cameras = self._current()
             key = _digest(
                 cameras.digest(),
                 lifted.world.cloud.points.numpy().tobytes(),
@@ -423,8 +439,8 @@ class Studio:
             out = self.workspace.studio_dir / "previews" / key
             holes_file = out / "holes.json"
             if not holes_file.is_file():
-                holes = render_path(lifted.world, cameras, out, fps=self.settings.fps)
-                atomic_write_text(holes_file, json.dumps([round(h, 6) for h in holes]))
+                holes = render_path(lifted.world, cameras, out, fps=self.settings.fps).holes
+                atomic_write_text(holes_file, json.dumps([round(h, 6) for h in holes.tolist()]))
             self._preview = (self.version, out)
             return self._preview_result(out)
 
@@ -501,6 +517,12 @@ def _keyframe(camera: Cameras, scale: float) -> Keyframe:
         look_at=(tx, ty, tz),
         fov=round(float(camera.fov_deg()[0]), 4),
     )
+
+
+def _at_the_photo(key: Keyframe) -> bool:
+    """Whether `key` is the photo's view: at the origin, looking along +z."""
+    x, y, z = key.look_at
+    return max(map(abs, key.position)) < 1e-6 and abs(x) < 1e-6 and abs(y) < 1e-6 and z > 0
 
 
 def _path_length(cameras: Cameras) -> float:

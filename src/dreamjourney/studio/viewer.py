@@ -1,6 +1,7 @@
 """The studio's 3D view, in viser (nerfstudio's viewer engine): the photo's lifted world, the
-path (a line coloured start green -> end red, and camera frusta along it), a gizmo per keyframe,
-the camera at the timeline's frame (with its preview frame on it), and flying along the path.
+path (a line coloured start green -> end red, and camera frusta along it), a gizmo per keyframe
+but keyframe 0 (the photo's view), the camera at the timeline's frame (with its preview frame
+on it), and flying along the path.
 
 viser serves its own page and websocket on its own port; the studio's page embeds it in an
 iframe. Poses go in as they are: viser's frusta and cameras use OpenCV axes like ours, and the
@@ -84,7 +85,8 @@ class Viewer:
             keys = (
                 studio.settings.path.keyframes if studio.settings.path.mode == "keyframes" else []
             )
-            self._draw_gizmos([(k.position, k.look_at) for k in keys], lifted.scale)
+            # keyframe 0 is the photo's view: it has no gizmo
+            self._draw_gizmos([(k.position, k.look_at) for k in keys[1:]], lifted.scale)
 
     def _draw_world(self, points: np.ndarray, colors: np.ndarray, pixel: float) -> None:
         points, colors = thin(points, colors, MAX_POINTS)
@@ -135,9 +137,9 @@ class Viewer:
             self._gizmos = []
             for i in range(len(keys)):
                 handle = self.server.scene.add_transform_controls(
-                    f"/keyframes/{i}", scale=0.15 * scale, depth_test=False
+                    f"/keyframes/{i + 1}", scale=0.15 * scale, depth_test=False
                 )
-                handle.on_update(self._on_gizmo(i))
+                handle.on_update(self._on_gizmo(i + 1))
                 self._gizmos.append(handle)
         for handle, (position, target) in zip(self._gizmos, keys, strict=True):
             try:

@@ -47,7 +47,7 @@ function showState(next) {
   $("backends").value = s.backends;
   $("width").value = s.width ?? "";
   $("height").value = s.height ?? "";
-  $("fov").value = s.fov;
+  $("fov").value = s.fov ?? "";
   $("segments").value = s.segments;
   $("frames").value = s.frames;
   $("seed").value = s.seed;
@@ -185,12 +185,15 @@ function showKeyframes(keys) {
       input.step = "any";
       input.dataset.field = field;
       input.value = String(axis === undefined ? key[name] : key[name][Number(axis)]);
+      // keyframe 0 is the photo's view: only its fov can change
+      input.disabled = i === 0 && (name === "position" || name === "look_at");
       input.addEventListener("change", () => push(0));
       row.insertCell().append(input);
     }
     const remove = document.createElement("button");
     remove.textContent = "delete";
     remove.className = "delete-key";
+    remove.disabled = i === 0;
     remove.addEventListener("click", () => { row.remove(); push(0); });
     row.insertCell().append(remove);
   });
