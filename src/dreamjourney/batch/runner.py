@@ -90,9 +90,9 @@ def run_batch(
     callback.start(len(jobs), len(jobs) - len(todo))
     if not todo:
         return summary
+    ray = _import_ray()
     out_dir.mkdir(parents=True, exist_ok=True)
     summary.save(out_dir)
-    ray = _import_ray()
     with _ray_session(ray, address, workers):
         gpus = _gpus_per_worker(ray, gpus_per_worker)
         count = min(len(todo), workers or _default_workers(ray, gpus))

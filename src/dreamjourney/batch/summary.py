@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from dreamjourney.batch.jobs import SUMMARY_NAME, Job
 from dreamjourney.errors import InputError
@@ -34,13 +34,14 @@ class JobRecord(BaseModel):
 class BatchSummary(BaseModel):
     """The content of `batch.json`."""
 
-    format: str = SUMMARY_FORMAT
+    format: Literal["dreamjourney.batch/1"] = "dreamjourney.batch/1"
     jobs_source: str
     preset: str
     config: str | None = None
     updated: str = ""
     counts: dict[str, int] = Field(default_factory=dict)
     jobs: list[JobRecord] = Field(default_factory=list)
+    _by_id: dict[str, JobRecord] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def open(
@@ -74,8 +75,12 @@ class BatchSummary(BaseModel):
                 source=path,
             ) from None
 
+    def model_post_init(self, context: Any) -> None:
+        self._by_id = {r.id: r for r in self.jobs}
+
     def record(self, job_id: str) -> JobRecord:
-        return next(r for r in self.jobs if r.id == job_id)
+        """The record of job `job_id`."""
+        return self._by_id[job_id]
 
     def tally(self) -> None:
         """Count the jobs done, failed and pending into `counts`."""
