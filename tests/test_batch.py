@@ -316,6 +316,14 @@ def test_cli_bad_options_one_line_exit_2(tmp_path, capsys, args, message):
     assert not (tmp_path / "o").exists()
 
 
+def test_without_ray_the_batch_says_how_to_get_it_and_writes_nothing(tmp_path):
+    photo(tmp_path / "p.png", 0)
+    with mock.patch.dict(sys.modules, {"ray": None}), pytest.raises(InputError) as info:
+        run_batch(load_jobs(tmp_path), tmp_path / "out")
+    assert "needs Ray: pip install 'dreamjourney[cluster]'" in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------- on Ray
 def test_batch_outputs_match_single_commands_and_a_rerun_does_no_work(local_ray, inputs, tmp_path):
     folder, refs = inputs
