@@ -74,7 +74,9 @@ def main() -> None:
     for job in jobs:
         out = root / "loop" / job.id
         argv = job.argv(out, preset="offline", config=None, device="cpu")
-        subprocess.run([sys.executable, "-m", "dreamjourney", *argv], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "dreamjourney", *argv], check=True, stdout=subprocess.DEVNULL
+        )
     rows.append(("shell loop (a process per job)", None, time.perf_counter() - t0))
 
     for workers in args.workers:

@@ -209,6 +209,21 @@ def test_jsonl_jobs_resolve_paths_against_the_file(tmp_path):
     assert jobs[2].where == f"{jobs_file} line 3"
 
 
+def test_cli_job_options_by_command_with_paths_from_the_current_folder(tmp_path, monkeypatch):
+    from dreamjourney.cli.batch import _options
+
+    (tmp_path / "cams.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    pairs = ["frames=3", "journey.segments=2", "anyview.input_cameras=cams.json", "prompt=a b"]
+    assert _options(pairs) == (
+        {"frames": 3, "prompt": "a b"},
+        {
+            "journey": {"segments": 2},
+            "anyview": {"input_cameras": str((tmp_path / "cams.json").resolve())},
+        },
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -230,12 +230,12 @@ def _option_args(options: dict[str, Any], base: Path, where: str) -> list[str]:
             elif isinstance(item, dict):
                 raise InputError(f"option {key} must be a number, a string or a list", source=where)
             elif item is not False and item is not None:
-                text = _resolve(base, item) if isinstance(item, str) else json.dumps(item)
+                text = resolve_path(base, item) if isinstance(item, str) else json.dumps(item)
                 args += [flag, text]
     return args
 
 
-def _resolve(base: Path, value: str) -> str:
+def resolve_path(base: Path, value: str) -> str:
     """A path relative to `base`, made absolute; presets, absolute paths and strings that name
     nothing under `base` are kept as they are."""
     if value in TRAJECTORY_PRESETS or Path(value).is_absolute():

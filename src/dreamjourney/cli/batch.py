@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dreamjourney.batch.jobs import COMMANDS, Job
+from dreamjourney.batch.jobs import COMMANDS, Job, resolve_path
 from dreamjourney.batch.runner import BatchCallback
 from dreamjourney.batch.summary import JobRecord
 from dreamjourney.cli.console import console, err_console
@@ -86,7 +86,7 @@ def batch(
 
     options, command_options = _options(sets)
     if trajectory is not None:
-        options["trajectory"] = trajectory
+        options["trajectory"] = resolve_path(Path.cwd(), trajectory)
     if seed is not None:
         options["seed"] = seed
     job_list = load_jobs(jobs, options=options, command_options=command_options)
@@ -122,13 +122,15 @@ def batch(
 
 
 def _options(pairs: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """`--set` pairs -> (options of every job, {command: options of its jobs})."""
+    """`--set` pairs -> (options of every job, {command: options of its jobs}); relative paths
+    are made absolute here, where they are relative to the current folder."""
     everyone: dict[str, Any] = {}
     per_command: dict[str, dict[str, Any]] = {c: {} for c in COMMANDS}
     for pair in pairs:
         prefix, dot, rest = pair.partition(".")
-        if dot and prefix in COMMANDS:
-            per_command[prefix].update(parse_key_values([rest], option="--set"))
-        else:
-            everyone.update(parse_key_values([pair], option="--set"))
+        target, text = (
+            (per_command[prefix], rest) if dot and prefix in COMMANDS else (everyone, pair)
+        )
+        for key, value in parse_key_values([text], option="--set").items():
+            target[key] = resolve_path(Path.cwd(), value) if isinstance(value, str) else value
     return everyone, per_command
