@@ -71,13 +71,14 @@ def main() -> None:
     rows = []
 
     t0 = time.perf_counter()
+    each = []
     for job in jobs:
-        out = root / "loop" / job.id
-        argv = job.argv(out, preset="offline", config=None, device="cpu")
-        subprocess.run(
-            [sys.executable, "-m", "dreamjourney", *argv], check=True, stdout=subprocess.DEVNULL
-        )
-    rows.append(("shell loop (a process per job)", None, time.perf_counter() - t0))
+        argv = job.argv(root / "loop" / job.id, preset="offline", config=None, device="cpu")
+        t1 = time.perf_counter()
+        command = [sys.executable, "-m", "dreamjourney", *argv]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        each.append(time.perf_counter() - t1)
+    rows.append(("shell loop (a process per job)", None, time.perf_counter() - t0, each))
 
     for workers in args.workers:
         t0 = time.perf_counter()
@@ -97,12 +98,15 @@ def main() -> None:
         for job in jobs:  # the same frames as the single command's
             a = (root / "loop" / job.id / "video.mp4").read_bytes()
             assert (root / f"batch{workers}" / job.id / "video.mp4").read_bytes() == a, job.id
-        rows.append((f"batch, {workers} worker(s)", start, seconds))
+        each = [r.seconds or 0.0 for r in summary.jobs]
+        rows.append((f"batch, {workers} worker(s)", start, seconds, each))
 
-    print(f"{'':34s} {'Ray start (s)':>13s} {'jobs (s)':>9s} {'jobs/min':>9s}")
-    for name, start, seconds in rows:
+    print(f"{'':32s} {'Ray start (s)':>13s} {'jobs (s)':>9s} {'jobs/min':>9s} {'s/job':>14s}")
+    for name, start, seconds, each in rows:
         started = f"{start:13.1f}" if start is not None else f"{'':13s}"
-        print(f"{name:34s} {started} {seconds:9.1f} {60 * len(jobs) / seconds:9.1f}")
+        spread = f"{min(each):.1f}/{np.median(each):.1f}/{max(each):.1f}"
+        print(f"{name:32s} {started} {seconds:9.1f} {60 * len(jobs) / seconds:9.1f} {spread:>14s}")
+    print("s/job: min/median/max wall time of one job (a worker's first job includes its start)")
 
 
 if __name__ == "__main__":

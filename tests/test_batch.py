@@ -66,10 +66,11 @@ def option_args(options: dict) -> list[str]:
 
 
 def run_files(folder: Path) -> dict[str, str]:
-    """Hashes of a run directory's files; the manifest without its clock readings."""
+    """Hashes of a run directory's files; the manifest without its clock readings. Temporary
+    files of an atomic write that a kill interrupted (`.NAME.XXXX.tmp.EXT`) are left out."""
     files = {}
     for p in sorted(folder.rglob("*")):
-        if not p.is_file():
+        if not p.is_file() or (p.name.startswith(".") and ".tmp" in p.name):
             continue
         data = p.read_bytes()
         if p.name == "manifest.json":
