@@ -61,6 +61,19 @@ def single(*argv: str) -> None:
             assert not exc.code, f"dreamjourney {' '.join(argv)} exited with {exc.code}"
 
 
+def batch_main(capsys, *args: str) -> tuple[int, str, str]:
+    """`dreamjourney batch *args` in this process -> (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    with mock.patch.object(sys, "argv", ["dreamjourney", "batch", *args]):
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def option_args(options: dict) -> list[str]:
     return [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
 
@@ -160,16 +173,9 @@ def test_folder_jobs_by_kind_with_defaults(tmp_path):
         ("b.png", "journey", "b.png"),
         ("walk", "anyview", "walk.mp4"),
     ]
-    assert jobs[0].args == (
-        "--trajectory",
-        "orbit",
-        "--seed",
-        "2",
-        "--segments",
-        "4",
-        "--no-motion",
-    )
-    assert jobs[3].args == ("--trajectory", "orbit", "--seed", "2")
+    # options in name order, whatever order they came in
+    assert jobs[0].args == ("--no-motion", "--seed", "2", "--segments", "4", "--trajectory", "orbit")  # fmt: skip
+    assert jobs[3].args == ("--seed", "2", "--trajectory", "orbit")
     assert jobs[0].argv("/o/a", preset="tiny", config=None, device="cpu") == [
         "journey", jobs[0].input, "--out", "/o/a", *jobs[0].args,
         "--preset", "tiny", "--device", "cpu", "--resume", "--quiet",
@@ -204,7 +210,7 @@ def test_jsonl_jobs_resolve_paths_against_the_file(tmp_path):
         ("x", "anyview", image),
     ]
     traj = str((tmp_path / "data" / "path.json").resolve())
-    assert jobs[0].args == ("--seed", "9", "--trajectory", traj, "--frames", "5")
+    assert jobs[0].args == ("--frames", "5", "--seed", "9", "--trajectory", traj)
     assert jobs[1].args == ("--seed", "1", "--trajectory", "orbit")
     assert jobs[2].args == ("--seed", "9", "--size", "1", "--size", "2.5")
     assert jobs[2].where == f"{jobs_file} line 3"
@@ -257,6 +263,9 @@ def test_job_key_follows_the_command_line_and_the_input(tmp_path):
     key = job.key(preset="offline", config=None)
     assert key == load_jobs(tmp_path, options={"frames": 3})[0].key(preset="offline", config=None)
     assert key != load_jobs(tmp_path, options={"frames": 4})[0].key(preset="offline", config=None)
+    a = load_jobs(tmp_path, options={"frames": 3, "seed": 1})[0].key(preset="offline", config=None)
+    b = load_jobs(tmp_path, options={"seed": 1, "frames": 3})[0].key(preset="offline", config=None)
+    assert a == b != key
     assert key != job.key(preset="tiny", config=None)
     os.utime(image, ns=(1, 1))
     assert key != job.key(preset="offline", config=None)
@@ -341,7 +350,9 @@ def test_without_ray_the_batch_says_how_to_get_it_and_writes_nothing(tmp_path):
 
 
 # ----------------------------------------------------------------------------- on Ray
-def test_batch_outputs_match_single_commands_and_a_rerun_does_no_work(local_ray, inputs, tmp_path):
+def test_batch_outputs_match_single_commands_and_a_rerun_does_no_work(
+    local_ray, inputs, tmp_path, capsys
+):
     folder, refs = inputs
     jobs = load_jobs(
         folder, options=COMMON, command_options={"journey": JOURNEY, "anyview": ANYVIEW}
@@ -367,9 +378,19 @@ def test_batch_outputs_match_single_commands_and_a_rerun_does_no_work(local_ray,
     assert again.started == [(7, 7)] and again.worker_starts == 0 and not again.ended
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
     assert summary.counts["done"] == 7
+    # the command, with the same options from flags
+    sets = ["journey.frames=3", "journey.segments=2", "anyview.frames=4"]
+    argv = [str(folder), "-o", str(out), "-t", "pan-right", "--seed", "5"]
+    code, stdout, stderr = batch_main(capsys, *argv, *(a for s in sets for a in ("--set", s)))
+    assert code == 0, stderr
+    assert stderr == "7 of 7 jobs already done\n"
+    assert stdout == f"7 of 7 jobs done: {out / 'batch.json'}\n"
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_killed_worker_resumes_its_job_and_a_corrupt_photo_fails_alone(local_ray, inputs, tmp_path):
+def test_killed_worker_resumes_its_job_and_a_corrupt_photo_fails_alone(
+    local_ray, inputs, tmp_path, capsys
+):
     folder, refs = inputs
     bad = tmp_path / "corrupt.png"
     bad.write_bytes((folder / "photo0.png").read_bytes()[:60])  # a cut-off PNG
@@ -422,3 +443,13 @@ def test_killed_worker_resumes_its_job_and_a_corrupt_photo_fails_alone(local_ray
     args = option_args({**COMMON, "frames": 3, "segments": 4})
     single("journey", str(folder / "photo2.png"), "--out", str(whole), *args, "--quiet")
     assert run_files(out / "photo2") == run_files(whole)
+
+    # a rerun runs the failed job again, and only that one
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    code, stdout, stderr = batch_main(capsys, str(jobs_file), "-o", str(out), "-t", "pan-right", "--seed", "5", "--set", "frames=3", "--set", "segments=2")  # fmt: skip
+    assert code == 1
+    assert "2 of 3 jobs already done" in stderr and "1 job(s) failed" in stderr
+    assert f"corrupt failed: {bad.resolve()}: cannot read image" in " ".join(stderr.split())
+    assert stdout == f"2 of 3 jobs done: {out / 'batch.json'}\n"
+    changed = {p for p in out.rglob("*") if p.is_file() and before.get(p) != p.stat().st_mtime_ns}
+    assert changed == {out / "batch.json"}

@@ -216,7 +216,7 @@ def _command_for(path: Path, where: str) -> str:
 
 def _option_args(options: dict[str, Any], base: Path, where: str) -> list[str]:
     args: list[str] = []
-    for key, value in options.items():
+    for key, value in sorted(options.items()):  # one order: one command line, one key
         if not _OPTION.match(key):
             raise InputError(f"invalid option name {key!r}", source=where)
         name = key.replace("_", "-")
