@@ -115,7 +115,10 @@ def batch(
         if progress.live.is_started:  # stopping a bar never started prints a blank line
             progress.stop()
     done, failed = summary.counts["done"], summary.counts["failed"]
-    console.print(f"{done} of {len(job_list)} jobs done: {out / 'batch.json'}", highlight=False)
+    summary_path = out / "batch.json"  # one line, never wrapped: scripts read the path
+    console.print(
+        f"{done} of {len(job_list)} jobs done: {summary_path}", highlight=False, soft_wrap=True
+    )
     if failed:
         err_console.print(f"[bold red]{failed} job(s) failed[/] (errors in batch.json)")
         raise typer.Exit(1)
