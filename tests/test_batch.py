@@ -341,11 +341,15 @@ def test_cli_bad_options_one_line_exit_2(tmp_path, capsys, args, message):
     assert not (tmp_path / "o").exists()
 
 
-def test_without_ray_the_batch_says_how_to_get_it_and_writes_nothing(tmp_path):
+def test_without_ray_the_batch_says_how_to_get_it_and_writes_nothing(tmp_path, capsys):
     photo(tmp_path / "p.png", 0)
-    with mock.patch.dict(sys.modules, {"ray": None}), pytest.raises(InputError) as info:
-        run_batch(load_jobs(tmp_path), tmp_path / "out")
-    assert "needs Ray: pip install 'dreamjourney[cluster]'" in str(info.value)
+    with mock.patch.dict(sys.modules, {"ray": None}):
+        code, stdout, stderr = batch_main(capsys, str(tmp_path), "-o", str(tmp_path / "out"))
+    assert code == 2 and stdout == ""
+    assert " ".join(stderr.split()) == (
+        "error: dreamjourney batch: needs Ray: pip install 'dreamjourney[cluster]'"
+    )
+    assert stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 

@@ -87,10 +87,11 @@ def run_batch(
     config_path = str(Path(config).resolve()) if config is not None else None
     summary = BatchSummary.open(out_dir, jobs, source=source, preset=preset, config=config_path)
     todo = [job for job in jobs if not _finished(summary.record(job.id), out_dir / job.id)]
-    callback.start(len(jobs), len(jobs) - len(todo))
     if not todo:
+        callback.start(len(jobs), len(jobs))
         return summary
-    ray = _import_ray()
+    ray = _import_ray()  # before the progress starts: without Ray, no bar
+    callback.start(len(jobs), len(jobs) - len(todo))
     out_dir.mkdir(parents=True, exist_ok=True)
     summary.save(out_dir)
     with _ray_session(ray, address, workers):

@@ -96,6 +96,7 @@ def batch(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
+        transient=True,  # the job lines and the summary stay; a bar left behind says nothing
         disable=quiet,
     )
     try:
