@@ -402,10 +402,12 @@ def test_killed_worker_resumes_its_job_and_a_corrupt_photo_fails_alone(
         {"input": str(folder / "photo1.png")},
         {"input": str(bad)},
         {"input": str(folder / "photo2.png"), "options": {"segments": 4}},
+        {"input": str(folder / "clip.mp4"), "options": {"frames": 4}},  # anyview, by its kind
     ]
     jobs_file = tmp_path / "jobs.jsonl"
     jobs_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    jobs = load_jobs(jobs_file, options={**COMMON, "frames": 3, "segments": 2})
+    jobs = load_jobs(jobs_file, options=COMMON, command_options={"journey": JOURNEY})
+    assert [j.command for j in jobs] == ["journey"] * 3 + ["anyview"]
     out = tmp_path / "batch"
     events = Events()
     result: dict = {}
@@ -429,9 +431,11 @@ def test_killed_worker_resumes_its_job_and_a_corrupt_photo_fails_alone(
     assert 1 <= len(done_at_kill) < 4, "not killed mid-job"
     summary = result["summary"]
     records = {r.id: r for r in summary.jobs}
-    assert summary.counts == {"done": 2, "failed": 1, "pending": 0}
-    assert records["photo1"].attempts == 1
-    assert run_files(out / "photo1") == run_files(refs / "photo1")
+    assert summary.counts == {"done": 3, "failed": 1, "pending": 0}
+    for name in ("photo1", "clip"):
+        assert records[name].attempts == 1
+        assert run_files(out / name) == run_files(refs / name)
+    assert records["clip"].frames == 4
 
     assert records["corrupt"].status == "failed" and records["corrupt"].attempts == 1
     assert records["corrupt"].error is not None
@@ -450,10 +454,10 @@ def test_killed_worker_resumes_its_job_and_a_corrupt_photo_fails_alone(
 
     # a rerun runs the failed job again, and only that one
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    code, stdout, stderr = batch_main(capsys, str(jobs_file), "-o", str(out), "-t", "pan-right", "--seed", "5", "--set", "frames=3", "--set", "segments=2")  # fmt: skip
+    code, stdout, stderr = batch_main(capsys, str(jobs_file), "-o", str(out), "-t", "pan-right", "--seed", "5", "--set", "journey.frames=3", "--set", "journey.segments=2")  # fmt: skip
     assert code == 1
-    assert "2 of 3 jobs already done" in stderr and "1 job(s) failed" in stderr
+    assert "3 of 4 jobs already done" in stderr and "1 job(s) failed" in stderr
     assert f"corrupt failed: {bad.resolve()}: cannot read image" in " ".join(stderr.split())
-    assert stdout == f"2 of 3 jobs done: {out / 'batch.json'}\n"
+    assert stdout == f"3 of 4 jobs done: {out / 'batch.json'}\n"
     changed = {p for p in out.rglob("*") if p.is_file() and before.get(p) != p.stat().st_mtime_ns}
     assert changed == {out / "batch.json"}
