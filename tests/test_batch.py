@@ -392,6 +392,18 @@ def test_batch_outputs_match_single_commands_and_a_rerun_does_no_work(
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_gpus_asked_of_a_cluster_without_gpus_one_line_exit_2(local_ray, tmp_path, capsys):
+    photo(tmp_path / "p.png", 0)
+    args = [str(tmp_path), "-o", str(tmp_path / "o"), "--gpus-per-worker", "0.5"]
+    code, stdout, stderr = batch_main(capsys, *args)
+    assert (code, stdout) == (2, "")
+    assert " ".join(stderr.split()) == (
+        "error: --gpus-per-worker: the Ray cluster has no GPUs; "
+        "use --gpus-per-worker 0 to run on CPUs"
+    )
+    assert stderr.count("\n") == 1
+
+
 def test_killed_worker_resumes_its_job_and_a_corrupt_photo_fails_alone(
     local_ray, inputs, tmp_path, capsys
 ):

@@ -26,12 +26,12 @@ class _RichCallback(BatchCallback):
     def start(self, total: int, skipped: int) -> None:
         if skipped:
             self.progress.console.print(f"{skipped} of {total} jobs already done")
-        if skipped < total:
-            self.progress.start()
         self.progress.update(self.task, total=total, completed=skipped)
 
     def workers(self, count: int, device: str) -> None:
+        # the bar starts once Ray and the options are good: an error before is its one line
         self.progress.console.print(f"starting {count} worker(s) on {device}")
+        self.progress.start()
 
     def job_retry(self, job: Job, error: str, attempt: int) -> None:
         self.progress.console.print(
@@ -96,7 +96,6 @@ def batch(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
-        transient=True,  # the job lines and the summary stay; a bar left behind says nothing
         disable=quiet,
     )
     try:
