@@ -49,6 +49,7 @@ def _root(
 
 from dreamjourney.cli import data, eval  # noqa: E402
 from dreamjourney.cli.anyview import anyview  # noqa: E402
+from dreamjourney.cli.batch import batch  # noqa: E402
 from dreamjourney.cli.journey import journey  # noqa: E402
 from dreamjourney.cli.models import app as models_app  # noqa: E402
 from dreamjourney.cli.render import render  # noqa: E402
@@ -60,6 +61,7 @@ from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
 app.command("journey")(journey)
 app.command("anyview")(anyview)
 app.command("render")(render)
+app.command("batch")(batch)
 app.add_typer(trajectory_app, name="trajectory")
 app.command("studio")(studio)
 app.add_typer(models_app, name="models")
