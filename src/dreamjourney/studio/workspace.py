@@ -16,7 +16,6 @@ Layout (created on demand)::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -27,6 +26,7 @@ from typing import Literal
 from dreamjourney.camera.formats import load_cameras
 from dreamjourney.errors import InputError
 from dreamjourney.io.images import load_image
+from dreamjourney.io.rundir import sha256_file
 from dreamjourney.io.video import read_video
 
 Kind = Literal["photo", "video", "cameras"]
@@ -164,18 +164,14 @@ def _check(path: Path, kind: Kind, name: str) -> None:
 def _place(tmp: Path, target: Path) -> Path:
     """Rename `tmp` to `target`, or to `stem-N.suffix` if another file has that name; an
     identical file already there is kept and returned instead."""
-    digest = _sha256(tmp)
+    digest = sha256_file(tmp)
     stem, suffix = target.stem, target.suffix
     for n in range(1000):
         candidate = target if n == 0 else target.with_name(f"{stem}-{n}{suffix}")
         if candidate.exists():
-            if candidate.is_file() and _sha256(candidate) == digest:
+            if candidate.is_file() and sha256_file(candidate) == digest:
                 return candidate
             continue
         os.replace(tmp, candidate)
         return candidate
     raise InputError("too many uploads of this name; rename the file", source=target.name)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
