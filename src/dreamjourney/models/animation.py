@@ -23,7 +23,7 @@ from dreamjourney.models.video_common import (
     valid_frame_count,
     working_size,
 )
-from dreamjourney.models.weights import MemoryOptions, load_pipeline, resolve_weights
+from dreamjourney.models.weights import MemoryOptions, ModelStore, resolve_weights
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class I2VAnimator:
     num_inference_steps / guidance_scale: sampler settings (family defaults when None).
     height / width: working size (None: the image's, rounded to the model's multiple).
     memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`).
+    store: where the pipeline is loaded (shared with the other roles of a preset).
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class I2VAnimator:
         *,
         device: str | torch.device = "cpu",
         memory: MemoryOptions | None = None,
+        store: ModelStore | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         negative_prompt: str = "",
@@ -76,6 +78,7 @@ class I2VAnimator:
         self.model_id = model or self.family.default_model
         self.device = device
         self.memory = memory or MemoryOptions()
+        self.store = store or ModelStore()
         self.num_inference_steps = num_inference_steps or self.family.default_steps
         self.guidance_scale = (
             self.family.default_guidance if guidance_scale is None else guidance_scale
@@ -93,7 +96,7 @@ class I2VAnimator:
             import diffusers
 
             cls = getattr(diffusers, self.family.pipeline)
-            self._pipe = load_pipeline(
+            self._pipe = self.store.pipeline(
                 cls, self.model_id, role="animator", device=self.device, memory=self.memory
             )
         return self._pipe

@@ -42,7 +42,7 @@ from dreamjourney.models.video_common import (
     valid_frame_count,
     working_size,
 )
-from dreamjourney.models.weights import MemoryOptions, load_pipeline, resolve_weights
+from dreamjourney.models.weights import MemoryOptions, ModelStore, resolve_weights
 
 
 @dataclass
@@ -299,6 +299,8 @@ class GuidedCompleter:
     max_sequence_length: text tokens (None: the model's own, 512 for Wan, 226 for CogVideoX).
     height / width: working size (None: the clip's, rounded to the model's multiple).
     memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`).
+    store: where the pipeline is loaded (shared with the other roles of a preset: the animator
+        of the same model uses the same pipeline).
     """
 
     name = "guided"
@@ -310,6 +312,7 @@ class GuidedCompleter:
         family: str = "wan-i2v",
         device: str | torch.device = "cpu",
         memory: MemoryOptions | None = None,
+        store: ModelStore | None = None,
         num_inference_steps: int = 25,
         guidance_steps: int = 20,
         step_size: float = 0.5,
@@ -331,6 +334,7 @@ class GuidedCompleter:
         self.model_id = model or _FAMILIES[family].default_model
         self.device = device
         self.memory = memory or MemoryOptions()
+        self.store = store or ModelStore()
         self.num_inference_steps = num_inference_steps
         self.guidance_steps = guidance_steps
         self.step_size = step_size
@@ -354,7 +358,7 @@ class GuidedCompleter:
             import diffusers
 
             adapter = _FAMILIES[self.family]
-            pipe = load_pipeline(
+            pipe = self.store.pipeline(
                 getattr(diffusers, adapter.pipeline),
                 self.model_id,
                 role="completer",
@@ -443,6 +447,7 @@ class GuidedCompleter:
 
         trace.latent_error = float(((x - z_known) ** 2 * mask).sum() / mask.sum().clamp_min(1))
         decoded = resize_video(model.decode(x)[pad : pad + total], height, width)
+        model.pipe.maybe_free_model_hooks()  # with model offload: nothing stays on the device
         trace.raw = decoded
         self.last_trace = trace
         return torch.where(masks[:, None], frames, decoded)

@@ -23,7 +23,7 @@ from dreamjourney.models.video_common import (
     valid_frame_count,
     working_size,
 )
-from dreamjourney.models.weights import MemoryOptions, load_pipeline, resolve_weights
+from dreamjourney.models.weights import MemoryOptions, ModelStore, resolve_weights
 
 
 class VaceCompleter:
@@ -33,6 +33,7 @@ class VaceCompleter:
     num_inference_steps, guidance_scale, negative_prompt: sampler settings.
     height / width: working size (None: the clip's, rounded to a multiple of 16).
     memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`).
+    store: where the pipeline is loaded (shared with the other roles of a preset).
     """
 
     name = "vace"
@@ -45,6 +46,7 @@ class VaceCompleter:
         *,
         device: str | torch.device = "cpu",
         memory: MemoryOptions | None = None,
+        store: ModelStore | None = None,
         num_inference_steps: int = 30,
         guidance_scale: float = 5.0,
         negative_prompt: str = "",
@@ -54,6 +56,7 @@ class VaceCompleter:
         self.model_id = model
         self.device = device
         self.memory = memory or MemoryOptions()
+        self.store = store or ModelStore()
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.negative_prompt = negative_prompt
@@ -68,7 +71,7 @@ class VaceCompleter:
         if self._pipe is None:
             from diffusers import WanVACEPipeline
 
-            self._pipe = load_pipeline(
+            self._pipe = self.store.pipeline(
                 WanVACEPipeline,
                 self.model_id,
                 role="completer",
