@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dreamjourney.models.metarun import memoize_blocks, memoize_calls, meta_mode
+from dreamjourney.models.memoize import memoize_blocks, memoize_calls
+from dreamjourney.models.metarun import meta_mode
 
 
 def test_small_tensors_from_the_cpu_keep_their_values():

@@ -164,6 +164,6 @@ def test_guided_first_last_frame_runs_the_real_flf2v_config():
 
 def test_parameter_table_matches_the_published_configs():
     def build(model: str, component: str) -> torch.nn.Module:
-        return meta_part(model, torch.bfloat16, component)  # the meta checks' builds
+        return meta_part(model, component, torch.bfloat16)  # the meta checks' builds
 
     assert compute_parameters(build) == parameters()

@@ -13,7 +13,7 @@ indexing) of an unknown tensor assumes every element is non-zero, torch's own me
 
 Speed: meta kernels cost about a millisecond each, so repeated blocks (the 40 layers of a
 transformer, called twice per step for guidance) run once per distinct input signature and are
-then answered from that run (`memoize_blocks`): same class, same parameter shapes, same input
+then answered from that run (`memoize.memoize_blocks`): same class, same parameter shapes, same input
 shapes -> same output shapes.
 """
 
@@ -33,6 +33,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.weak import WeakIdKeyDictionary
 
 from dreamjourney.models import realconfigs
+from dreamjourney.models.memoize import memoize_blocks, memoize_calls
 from dreamjourney.models.weights import component_dtype
 
 ANSWERS: dict[str, Callable[[Tensor], Any]] = {
@@ -152,32 +153,6 @@ def meta_mode() -> Iterator[MetaAnswers]:
         yield mode
 
 
-def _processor(model: str) -> Any:
-    """The published image processor settings of a depth or captioning model."""
-    if model.startswith("depth-anything/"):
-        from transformers import DPTImageProcessor
-
-        return DPTImageProcessor(
-            size={"height": 518, "width": 518},
-            keep_aspect_ratio=True,
-            ensure_multiple_of=14,
-            do_pad=False,
-            resample=3,  # bicubic
-        )
-    from transformers import Qwen2VLImageProcessor
-
-    return Qwen2VLImageProcessor()
-
-
-_QWEN_MARKERS = {
-    "<|image_pad|>": "image_token_id",
-    "<|video_pad|>": "video_token_id",
-    "<|vision_start|>": "vision_start_token_id",
-    "<|vision_end|>": "vision_end_token_id",
-}
-"""Qwen's vision markers -> the config keys of their ids (the model finds images by them)."""
-
-
 @cache
 def meta_component(model: str, component: str, dtype: torch.dtype | None = None) -> Any:
     """`realconfigs.build_component` on the meta device with its repeated blocks memoized;
@@ -191,7 +166,7 @@ def meta_component(model: str, component: str, dtype: torch.dtype | None = None)
     return module
 
 
-def meta_part(model: str, dtype: torch.dtype, component: str) -> Any:
+def meta_part(model: str, component: str, dtype: torch.dtype) -> Any:
     """A fresh scheduler (it keeps state), or the shared meta build of a component in the
     dtype a real load at `dtype` gives it."""
     if component == "scheduler":
@@ -201,126 +176,5 @@ def meta_part(model: str, dtype: torch.dtype, component: str) -> Any:
 
 
 def provide_meta_models(backends: Any, dtype: torch.dtype = torch.bfloat16) -> list[str]:
-    """Put meta-device builds of every catalogued model the backends use into their store.
-
-    Diffusion pipelines get their components in the dtypes a real load uses
-    (`weights.component_dtype`). Returns the model ids provided.
-    """
-    from dreamjourney.models.tiny import qwen_tokenizer
-
-    provided = []
-    for role in ("depth", "completer", "animator", "captioner"):
-        backend = getattr(backends, role)
-        model = getattr(backend, "model_id", None)
-        if model not in realconfigs.catalogue() or model in provided:
-            continue
-        entry = realconfigs.catalogue()[model]
-        if "pipeline" in entry:
-            pipe = realconfigs.build_pipeline(model, partial(meta_part, model, dtype))
-            pipe.set_progress_bar_config(disable=True)
-            backends.store.provide((entry["pipeline"], model), pipe)
-        else:
-            net = meta_part(model, dtype, "model")
-            if role == "depth":
-                backends.store.provide(("depth", model), (_processor(model), net))
-            else:
-                config = realconfigs.component_config(model, "model")
-                ids = {marker: config[key] for marker, key in _QWEN_MARKERS.items()}
-                parts = (qwen_tokenizer(special_ids=ids), _processor(model), net)
-                backends.store.provide(("captioner", model), parts)
-        provided.append(model)
-    return provided
-
-
-def memoize_blocks(model: torch.nn.Module, min_repeats: int = 8) -> int:
-    """Answer repeated blocks from their first run; returns how many blocks were wrapped.
-
-    A block is a child of an `nn.ModuleList` holding at least `min_repeats` modules of one
-    class (a transformer's layers; a VAE's few up/down blocks are not). A call whose
-    arguments are all tensors, numbers, strings, None or tuples of them is keyed by the
-    block's structure (every submodule's class, plain attributes such as flags, and parameter
-    shapes and dtypes) and the arguments' shapes, dtypes and values; a second call with the
-    same key returns new meta tensors of the first call's output shapes without running.
-    Other calls (a cache object, a list) always run.
-    """
-    memo: dict[Any, Any] = {}
-    wrapped = 0
-    for module in model.modules():
-        if not isinstance(module, torch.nn.ModuleList) or len(module) < min_repeats:
-            continue
-        if len({type(m) for m in module}) != 1:
-            continue
-        for block in module:
-            memoize_calls(block, memo)
-            wrapped += 1
-    return wrapped
-
-
-def memoize_calls(module: torch.nn.Module, memo: dict[Any, Any], *, state: bool = False) -> None:
-    """Answer `module`'s calls from an earlier call with the same key (see `memoize_blocks`).
-
-    state: lists in the arguments (a chunk loop's caches and counters) are keyed by their
-    contents too, and a call answered from the memo writes into them what the first call left
-    there (tensors of the same shapes, the same numbers). For the Wan VAE's encoder and decoder.
-    """
-    forward = module.forward
-    block = _structure(module)
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        lists = [a for a in (*args, *kwargs.values()) if isinstance(a, list)] if state else []
-        try:
-            key = (block, _key(args, state), _key(tuple(sorted(kwargs.items())), state))
-        except _Unkeyable:
-            return forward(*args, **kwargs)
-        if key in memo:
-            out, after = memo[key]
-            for target, contents in zip(lists, after, strict=True):
-                target[:] = [_shaped_like(v) for v in contents]
-            return _shaped_like(out)
-        out = forward(*args, **kwargs)
-        try:
-            _key(out, False)
-        except _Unkeyable:
-            return out
-        if all(t.is_meta for t in tree_flatten((out, lists))[0] if isinstance(t, Tensor)):
-            memo[key] = (out, [list(target) for target in lists])
-        return out
-
-    module.forward = call
-
-
-def _structure(module: torch.nn.Module) -> Any:
-    """What decides a module's output shapes besides its inputs: classes, flags, parameters."""
-    plain = (bool, int, float, str, type(None))
-    return tuple(
-        (
-            name,
-            type(sub).__name__,
-            tuple(sorted((k, v) for k, v in vars(sub).items() if isinstance(v, plain))),
-            tuple((n, tuple(p.shape), p.dtype) for n, p in sub.named_parameters(recurse=False)),
-        )
-        for name, sub in module.named_modules()
-    )
-
-
-class _Unkeyable(Exception):
-    pass
-
-
-def _key(x: Any, state: bool) -> Any:
-    if isinstance(x, Tensor):  # strides of size-1 dimensions never matter
-        stride = tuple(s if n > 1 else 0 for n, s in zip(x.shape, x.stride(), strict=True))
-        return ("tensor", tuple(x.shape), stride, x.dtype, x.device.type)
-    if x is None or isinstance(x, (bool, int, float, str, torch.dtype)):
-        return x
-    if isinstance(x, tuple) or (state and isinstance(x, list)):
-        return (type(x).__name__, *(_key(v, state) for v in x))
-    raise _Unkeyable
-
-
-def _shaped_like(x: Any) -> Any:
-    if isinstance(x, Tensor):
-        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
-    if isinstance(x, tuple):
-        return tuple(_shaped_like(v) for v in x)
-    return x
+    """`realconfigs.provide_models` with meta builds (`meta_part`): nothing to place."""
+    return realconfigs.provide_models(backends, partial(meta_part, dtype=dtype))

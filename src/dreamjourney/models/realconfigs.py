@@ -121,3 +121,60 @@ def parameter_count(module: torch.nn.Module) -> int:
             seen.add(id(buffer))
             count += buffer.numel()
     return count
+
+
+def image_processor(model: str) -> Any:
+    """The published image processor settings of a depth or captioning model."""
+    if model.startswith("depth-anything/"):
+        from transformers import DPTImageProcessor
+
+        return DPTImageProcessor(
+            size={"height": 518, "width": 518},
+            keep_aspect_ratio=True,
+            ensure_multiple_of=14,
+            do_pad=False,
+            resample=3,  # bicubic
+        )
+    from transformers import Qwen2VLImageProcessor
+
+    return Qwen2VLImageProcessor()  # its defaults are Qwen2.5-VL's published settings
+
+
+QWEN_MARKERS = {
+    "<|image_pad|>": "image_token_id",
+    "<|video_pad|>": "video_token_id",
+    "<|vision_start|>": "vision_start_token_id",
+    "<|vision_end|>": "vision_end_token_id",
+}
+"""Qwen's vision markers -> the config keys of their ids (the model finds images by them)."""
+
+
+def provide_models(backends: Any, make: Callable[..., Any]) -> list[str]:
+    """Put a build of every catalogued model the backends use into their `ModelStore`.
+
+    make: `make(model, component)` -> that component (e.g. on the meta device, or with random
+        weights on a GPU), or a scheduler for `"scheduler"`.
+    Diffusion pipelines are stored as the backends load them; placing them (device,
+    offload) is the caller's. Returns the model ids provided.
+    """
+    from dreamjourney.models.tiny import qwen_tokenizer
+
+    provided: list[str] = []
+    for role in ("depth", "completer", "animator", "captioner"):
+        model = getattr(getattr(backends, role), "model_id", None)
+        if model not in catalogue() or model in provided:
+            continue
+        entry = catalogue()[model]
+        if "pipeline" in entry:
+            pipe = build_pipeline(model, lambda component, m=model: make(m, component))
+            pipe.set_progress_bar_config(disable=True)
+            backends.store.provide((entry["pipeline"], model), pipe)
+        elif role == "depth":
+            backends.store.provide(("depth", model), (image_processor(model), make(model, "model")))
+        else:
+            config = component_config(model, "model")
+            ids = {marker: config[key] for marker, key in QWEN_MARKERS.items()}
+            parts = (qwen_tokenizer(special_ids=ids), image_processor(model), make(model, "model"))
+            backends.store.provide(("captioner", model), parts)
+        provided.append(model)
+    return provided
