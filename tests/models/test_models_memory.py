@@ -119,6 +119,7 @@ def test_guided_completer_frees_offloaded_models_after_each_clip(tiny_model, mas
         "wan-guided",
         config={"completer": {"model": tiny_model("wan-i2v"), "num_inference_steps": 2}},
     )
+    backends.completer.height = backends.completer.width = None  # the clip's size, not 832x480
     pipe = backends.completer._load().pipe
     calls: list[int] = []
     pipe.maybe_free_model_hooks = lambda: calls.append(1)

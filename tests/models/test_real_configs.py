@@ -16,23 +16,18 @@ from typing import Any
 import pytest
 import torch
 
+from dreamjourney.camera import Cameras
 from dreamjourney.models import realconfigs
 from dreamjourney.models.memory import compute_parameters, parameters
 from dreamjourney.models.metarun import meta_mode, meta_part, provide_meta_models
-from dreamjourney.models.registry import Backends, build_backends
-
-NATIVE = {
-    "wan": (832, 480, 81),
-    "wan-guided": (832, 480, 81),
-    "cogvideox": (720, 480, 49),
-    "easyanimate": (672, 384, 49),
-}
-"""preset -> (width, height, frames): each model family's native regime (issue 11 item 8)."""
+from dreamjourney.models.protocols import CompletionContext
+from dreamjourney.models.registry import NATIVE, Backends, build_backends
 
 KNOWN_ANSWERS = re.compile(
     r"^(cpu at models/(vace|animation|guided|easyanimate|depth)\.py"  # the result's copy home
     r"|item at schedulers/scheduling_\w+\.py"  # the scheduler's step index lookup
     r"|__float__ at models/guided\.py"  # the trace's latent error
+    r"|__bool__ at models/guided\.py"  # the guidance step's zero-gradient test
     r"|__bool__ at generation/utils\.py"  # the captioner's stop test
     r"|tolist at utils/generic\.py"  # the captioner's answer ids
     r"):\d+$"
@@ -52,13 +47,30 @@ def meta_backends(preset: str, **overrides: Any) -> Backends:
     return backends
 
 
-def clip(preset: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """A clip at the preset's native size (an expanded scalar: no memory) with a hole."""
-    width, height, frames = NATIVE[preset]
-    video = torch.full((1, 1, 1, 1), 0.5).expand(frames, 3, height, width)
-    masks = torch.ones(frames, height, width, dtype=torch.bool)
+def clip(preset: str, frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A segment of the preset's native size and stage I frame count (or `frames`) with a hole,
+    as expanded scalars (no memory)."""
+    regime = NATIVE[preset]
+    width, height = regime.size
+    count = regime.frames if frames is None else frames
+    video = torch.full((1, 1, 1, 1), 0.5).expand(count, 3, height, width)
+    masks = torch.ones(count, height, width, dtype=torch.bool)
     masks[1:, :, width // 2 :] = False
     return video, masks
+
+
+def complete(backends: Backends, preset: str) -> Any:
+    """The completer's call as the journey makes it: a segment and the view it continues from."""
+    frames, masks = clip(preset)
+    width, height = NATIVE[preset].size
+    poses = torch.eye(4).repeat(len(frames), 1, 1)
+    cameras = Cameras.create(poses, width=width, height=height, fov_deg=60.0)
+    context = CompletionContext(cameras=cameras, start_view=frames[0])
+    out, _ = run(
+        lambda: backends.completer.complete(frames, masks, prompt="a tree", context=context)
+    )
+    assert out.shape == frames.shape
+    return out
 
 
 def run(call: Any) -> tuple[Any, dict[str, int]]:
@@ -94,37 +106,20 @@ def cogvideox_native(shape: torch.Size) -> bool:
     )
 
 
-@pytest.mark.parametrize(
-    "preset",
-    [
-        "wan",
-        "wan-guided",
-        pytest.param(
-            "cogvideox",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 11 item 1: the guided completer pads views to 57 frames, so the "
-                "learned positional embedding of 49 frames is swapped for sin/cos",
-            ),
-        ),
-        "easyanimate",
-    ],
-)
+@pytest.mark.parametrize("preset", list(NATIVE))
 def test_completer_runs_the_real_config_at_native_size(preset):
     backends = meta_backends(preset)
-    frames, masks = clip(preset)
     seen = transformer_inputs(backends, "completer")
-    out, _ = run(lambda: backends.completer.complete(frames, masks, prompt="a tree"))
-    assert out.shape == frames.shape
+    complete(backends, preset)
     assert seen
-    if preset == "cogvideox":
+    if preset == "cogvideox":  # issue 11 item 1: its learned positions fit one grid only
         assert all(cogvideox_native(shape) for shape in seen), seen
 
 
 @pytest.mark.parametrize("preset", list(NATIVE))
 def test_animator_runs_the_real_config_at_native_size(preset):
     backends = meta_backends(preset)
-    frames, _ = clip(preset)
+    frames, _ = clip(preset, NATIVE[preset].motion_frames + 1)
     seen = transformer_inputs(backends, "animator")
     out, _ = run(lambda: backends.animator.animate(frames[0], "a tree", len(frames)))
     assert out.shape == frames.shape
@@ -144,12 +139,8 @@ def test_depth_and_captioner_run_the_real_configs(preset):
     assert caption.fallback
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 item 2: the guided completer reshapes first-last-frame image embeddings "
-    "that the real image embedder reshapes again",
-)
 def test_guided_first_last_frame_runs_the_real_flf2v_config():
+    """Issue 11 item 2: the real FLF2V image embedder joins the two frames' tokens itself."""
     backends = meta_backends(
         "wan-guided",
         completer=(
@@ -157,9 +148,9 @@ def test_guided_first_last_frame_runs_the_real_flf2v_config():
             ("condition_last_frame", True),
         ),
     )
-    frames, masks = clip("wan-guided")
-    out, _ = run(lambda: backends.completer.complete(frames, masks, prompt="a tree"))
-    assert out.shape == frames.shape
+    seen = transformer_inputs(backends, "completer")
+    complete(backends, "wan-guided")
+    assert seen
 
 
 def test_parameter_table_matches_the_published_configs():

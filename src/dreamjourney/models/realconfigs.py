@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,7 @@ def provide_models(backends: Any, make: Callable[..., Any]) -> list[str]:
             continue
         entry = catalogue()[model]
         if "pipeline" in entry:
-            pipe = build_pipeline(model, lambda component, m=model: make(m, component))
+            pipe = build_pipeline(model, partial(make, model))
             pipe.set_progress_bar_config(disable=True)
             backends.store.provide((entry["pipeline"], model), pipe)
         elif role == "depth":

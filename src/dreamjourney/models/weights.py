@@ -9,8 +9,9 @@ that names the model, where we looked and how to provide it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -325,6 +326,15 @@ class ModelStore:
     ) -> Any:
         """The diffusers pipeline `cls` of `model`, loaded once, placed by `memory`."""
         return self.get((cls.__name__, model), lambda: self._load(cls, model, role, device, memory))
+
+    def transformer_config(self, cls: Any, model: str, *, role: str) -> Mapping[str, Any]:
+        """The transformer config of pipeline `cls` of `model`: the stored pipeline's, else its
+        `transformer/config.json` ({} when it has none); reads no weights."""
+        pipe = self._items.get((cls.__name__, model))
+        if pipe is not None:
+            return pipe.transformer.config
+        path = resolve_weights(model, role=role) / "transformer" / "config.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
     def _load(
         self, cls: Any, model: str, role: str, device: str | torch.device, memory: MemoryOptions
