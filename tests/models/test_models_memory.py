@@ -38,6 +38,16 @@ def test_shared_pipeline_refuses_two_dtypes(tiny_model):
         build_backends("wan-guided", config=config)
 
 
+def test_shared_pipeline_refuses_two_flow_shifts(tiny_model):
+    path = tiny_model("wan-i2v")  # its one scheduler would take whichever role loads last
+    config = {"completer": {"model": path, "flow_shift": 5.0}, "animator": {"model": path}}
+    with pytest.raises(InputError, match=r"flow_shift 5.0 and 3.0; give them the same"):
+        build_backends("wan-guided", config=config)
+    config["animator"]["flow_shift"] = 5.0
+    backends = build_backends("wan-guided", config=config)
+    assert backends.completer._load().pipe.scheduler.config.flow_shift == 5.0
+
+
 def test_pipelines_with_the_same_text_encoder_files_share_it(tiny_model, tmp_path):
     vace, i2v = Path(tiny_model("wan-vace")), Path(tiny_model("wan-i2v"))
     # the tiny builders make the same UMT5 weights (one seed, built first), as Wan's repos do

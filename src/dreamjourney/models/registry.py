@@ -371,7 +371,7 @@ def build_backends(
             kind = entry.kind if entry is not None else "plain"  # unknown names fail in _build
             spec = {**OFFLOAD[offload].get(kind, {}), **spec}
         built[role] = None if spec is None else _build(role, spec, device, dtype, store)
-    _share_memory(built["completer"], built["animator"])
+    _share_pipeline(built["completer"], built["animator"])
     models = [str(s.get("model", "")) for s in specs.values() if s]
     info = {
         "preset": chosen,
@@ -390,13 +390,21 @@ def build_backends(
     )
 
 
-def _share_memory(completer: Any, animator: Any) -> None:
+def _share_pipeline(completer: Any, animator: Any) -> None:
     """A completer and an animator on the same model share one pipeline: give both the
-    memory options of the two merged (`MemoryOptions.frugal`)."""
+    memory options of the two merged (`MemoryOptions.frugal`); its one scheduler takes one
+    flow shift, so they must ask for the same."""
     a, b = getattr(completer, "memory", None), getattr(animator, "memory", None)
     if a is None or b is None or completer.model_id != animator.model_id:
         return
     completer.memory = animator.memory = MemoryOptions.frugal(a, b, field="animator.dtype")
+    shifts = getattr(completer, "flow_shift", None), getattr(animator, "flow_shift", None)
+    if shifts[0] != shifts[1]:
+        raise InputError(
+            f"the completer and the animator share this model but ask for flow_shift "
+            f"{shifts[0]} and {shifts[1]}; give them the same flow_shift",
+            field="animator.flow_shift",
+        )
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
