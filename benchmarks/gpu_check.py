@@ -32,14 +32,6 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-NATIVE = {
-    "wan": (832, 480, 81),
-    "wan-guided": (832, 480, 81),
-    "cogvideox": (720, 480, 49),
-    "easyanimate": (672, 384, 49),
-}
-"""preset -> (width, height, frames per clip): each model family's native regime."""
-
 TINY = {
     "Wan-AI/Wan2.1-VACE-1.3B-diffusers": "tiny:wan-vace",
     "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers": "tiny:wan-i2v",
@@ -50,6 +42,9 @@ TINY = {
     "depth-anything/Depth-Anything-V2-Large-hf": "tiny:depth-anything",
 }
 """A real model -> the tiny random model of its architecture (`--tiny`)."""
+TINY_SIZE = 64
+TINY_FRAMES = 9
+"""`--tiny`: clip size in pixels, and frames per clip where a model takes any number."""
 
 STAGE_METHODS = {"depth": "estimate", "completer": "complete", "captioner": "caption"}
 STAGE_METHODS["animator"] = "animate"
@@ -136,16 +131,24 @@ class Meter:
 def run(preset: str, setting: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """One segment of `preset` under offload `setting`; returns the measurements."""
     from dreamjourney.models import realconfigs
-    from dreamjourney.models.registry import build_backends, resolve_specs
+    from dreamjourney.models.registry import NATIVE, build_backends, resolve_specs
     from dreamjourney.pipelines.journey import JourneyConfig, JourneyPipeline
 
-    width, height, frames = (64, 64, 9) if args.tiny else NATIVE[preset]
     config: dict[str, Any] = {"offload": setting, "dtype": "float32" if args.tiny else "bfloat16"}
     if args.tiny:
         for role, spec in resolve_specs(preset).items():
             if spec and spec.get("model") in TINY:
                 config[role] = {"model": TINY[spec["model"]]}
+                if role in ("completer", "animator"):
+                    config[role].update(height=TINY_SIZE, width=TINY_SIZE)
     backends = build_backends(preset, config=config, device=args.device)
+    if args.tiny:  # as many frames as the tiny models take (a fixed-size one takes 17)
+        width = height = TINY_SIZE
+        frames = getattr(backends.completer, "max_frames", lambda: None)() or TINY_FRAMES
+        motion = (getattr(backends.animator, "max_frames", lambda: None)() or TINY_FRAMES) - 1
+    else:
+        regime = NATIVE[preset]
+        (width, height), frames, motion = regime.size, regime.frames, regime.motion_frames
     started = time.perf_counter()
     if not args.tiny:
         realconfigs.provide_models(backends, random_part(args.device, torch.bfloat16))
@@ -160,7 +163,7 @@ def run(preset: str, setting: str, args: argparse.Namespace, out: Path) -> dict[
     journey = JourneyConfig(
         trajectory="forward",
         frames_per_segment=frames,
-        motion_frames=frames - 1,
+        motion_frames=motion,
         width=width,
         height=height,
     )
@@ -215,7 +218,7 @@ def report(results: list[dict[str, Any]], steps: int, tiny: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", default=",".join(NATIVE), help="comma-separated presets")
+    parser.add_argument("--presets", default=None, help="comma-separated (default: all real)")
     parser.add_argument(
         "--offload",
         default=None,
@@ -229,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+    from dreamjourney.models.registry import NATIVE
+
+    presets = args.presets.split(",") if args.presets else list(NATIVE)
     args.device = args.device or ("cpu" if args.tiny else "cuda")
     if not args.tiny and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU, or with --tiny on the CPU", file=sys.stderr)
@@ -236,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
-        for preset in args.presets.split(","):
+        for preset in presets:
             chosen = args.offload.split(",") if args.offload else settings_for(preset, args.tiny)
             for setting in chosen:
                 start = time.perf_counter()
