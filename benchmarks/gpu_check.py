@@ -185,7 +185,7 @@ def settings_for(preset: str, tiny: bool) -> list[str]:
     """No offload, and the offload the memory table says fits 24 GiB (none on the CPU)."""
     from dreamjourney.models.memory import fitting_setting, preset_table
 
-    fit = fitting_setting(preset_table(preset), 24.0) or "sequential"
+    fit = fitting_setting(preset_table(preset)) or "sequential"
     return ["none"] if tiny else list(dict.fromkeys(["none", fit]))
 
 

@@ -92,31 +92,22 @@ def models(
     console.print(found)
 
 
-CARD_GIB = 24.0
-
-
 def _memory_table(presets: list[str]) -> None:
     """Per real preset and offload setting: GiB of weights each stage holds on the device."""
-    from dreamjourney.models.memory import HEADROOM_GIB, STAGES, fitting_setting, preset_table
+    from dreamjourney.models.memory import CARD_GIB, HEADROOM_GIB, STAGES, table_rows
 
     table = Table(
         title="Accelerator memory held by weights (GiB, bfloat16; computed from the published "
         "configs' parameter counts; activations come on top)"
     )
-    for column in ("preset", "offload", *STAGES, "peak", f"{CARD_GIB:.0f} GiB card"):
+    for column in ("preset", "offload", *STAGES, "peak", f"fits {CARD_GIB:.0f} GiB"):
         table.add_column(column, justify="left" if column in ("preset", "offload") else "right")
-    for preset in presets:
-        rows = preset_table(preset)
-        if not rows["none"]["peak"]:
-            continue  # no published weights: offline, tiny
-        best = fitting_setting(rows, CARD_GIB)
-        for setting, row in rows.items():
-            cells = ["-" if row[s] is None else f"{row[s]:.1f}" for s in (*STAGES, "peak")]
-            fits = "[green]fits[/]" if setting == best else ""
-            table.add_row(preset if setting == "none" else "", setting, *cells, fits)
+    for row in table_rows(presets):
+        fit = "[green]yes[/]" if row[-1] == "yes" else "[red]no[/]"
+        table.add_row(*row[:-1], fit)
     console.print(table)
     console.print(
-        f'offload: a config\'s `offload = "model"` or `"sequential"` (see the README). '
-        f"'fits': the least offload leaving {HEADROOM_GIB:.0f} GiB of a {CARD_GIB:.0f} GiB card "
-        "for activations."
+        f'offload: a config\'s `offload = "none"`, `"model"` or `"sequential"` (see the README). '
+        f"fits: the weights leave {HEADROOM_GIB:.0f} GiB of a {CARD_GIB:.0f} GiB card for "
+        "activations."
     )

@@ -155,14 +155,44 @@ def preset_table(
 HEADROOM_GIB = 4.0
 """Left free for activations when saying what fits a card (see `benchmarks/gpu_check.py`)."""
 
+CARD_GIB = 24.0
+"""The card the README and `dreamjourney models` say fits or not (an RTX 3090/4090, an L4...)."""
 
-def fitting_setting(table: dict[str, dict[str, Any]], card_gib: float) -> str | None:
-    """The least offload (none, model, sequential) whose weights leave `HEADROOM_GIB` of a
-    `card_gib` card free, else None."""
-    for setting in OFFLOAD:
-        if table[setting]["peak"] + HEADROOM_GIB <= card_gib:
-            return setting
-    return None
+
+def fits(row: dict[str, Any], card_gib: float = CARD_GIB) -> bool:
+    """Whether a `preset_table` row's peak leaves `HEADROOM_GIB` of a `card_gib` card free."""
+    return bool(row["peak"] + HEADROOM_GIB <= card_gib)
+
+
+def fitting_setting(table: dict[str, dict[str, Any]], card_gib: float = CARD_GIB) -> str | None:
+    """The least offload (none, model, sequential) that `fits` a `card_gib` card, else None."""
+    return next((setting for setting in OFFLOAD if fits(table[setting], card_gib)), None)
+
+
+def table_rows(presets: list[str], card_gib: float = CARD_GIB) -> list[list[str]]:
+    """`[preset, offload, GiB per stage..., peak, fits]` as text for every preset with
+    published weights (the preset is named on its first row; fits: yes, or no)."""
+    rows = []
+    for preset in presets:
+        table = preset_table(preset)
+        if not table["none"]["peak"]:
+            continue  # no published weights: offline, tiny
+        for setting, row in table.items():
+            cells = ["-" if row[s] is None else f"{row[s]:.1f}" for s in (*STAGES, "peak")]
+            name = preset if setting == "none" else ""
+            rows.append([name, setting, *cells, "yes" if fits(row, card_gib) else "no"])
+    return rows
+
+
+def markdown_table(presets: list[str], card_gib: float = CARD_GIB) -> str:
+    """`table_rows` as the README's Markdown table."""
+    head = ["preset", "offload", *STAGES, "peak", f"fits {card_gib:.0f} GiB"]
+    lines = ["| " + " | ".join(head) + " |", "| --- | --- |" + " ---: |" * (len(head) - 2)]
+    for row in table_rows(presets, card_gib):
+        lines.append(
+            "| " + " | ".join(f"`{c}`" if c and i == 0 else c for i, c in enumerate(row)) + " |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # python -m dreamjourney.models.memory: rewrite parameters.json
