@@ -158,3 +158,13 @@ def test_parameter_table_matches_the_published_configs():
         return meta_part(model, component, torch.bfloat16)  # the meta checks' builds
 
     assert compute_parameters(build) == parameters()
+
+
+def test_pipelines_of_one_text_encoder_config_share_its_build():
+    """As `ModelStore` shares identical text encoder files: `gpu_check` holds one UMT5-XXL."""
+    backends = meta_backends("wan")
+    completer, animator = (
+        backends.store.get((realconfigs.catalogue()[b.model_id]["pipeline"], b.model_id), list)
+        for b in (backends.completer, backends.animator)
+    )
+    assert completer is not animator and completer.text_encoder is animator.text_encoder

@@ -155,9 +155,21 @@ def provide_models(backends: Any, make: Callable[..., Any]) -> list[str]:
     make: `make(model, component)` -> that component (e.g. on the meta device, or with random
         weights on a GPU), or a scheduler for `"scheduler"`.
     Diffusion pipelines are stored as the backends load them; placing them (device,
-    offload) is the caller's. Returns the model ids provided.
+    offload) is the caller's. Pipelines whose text encoder has the same published config
+    share one build, as `ModelStore` shares identical text encoder files. Returns the model
+    ids provided.
     """
     from dreamjourney.models.tiny import qwen_tokenizer
+
+    encoders: dict[str, Any] = {}
+
+    def part(model: str, component: str) -> Any:
+        if component != "text_encoder":
+            return make(model, component)
+        source = _entry(model)["components"][component]
+        if source not in encoders:
+            encoders[source] = make(model, component)
+        return encoders[source]
 
     provided: list[str] = []
     for role in ("depth", "completer", "animator", "captioner"):
@@ -166,7 +178,7 @@ def provide_models(backends: Any, make: Callable[..., Any]) -> list[str]:
             continue
         entry = catalogue()[model]
         if "pipeline" in entry:
-            pipe = build_pipeline(model, partial(make, model))
+            pipe = build_pipeline(model, partial(part, model))
             pipe.set_progress_bar_config(disable=True)
             backends.store.provide((entry["pipeline"], model), pipe)
         elif role == "depth":
