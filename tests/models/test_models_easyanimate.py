@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,6 +12,7 @@ from dreamjourney.models import realconfigs
 from dreamjourney.models.easyanimate import EasyAnimateAnimator, EasyAnimateCompleter
 from dreamjourney.models.protocols import Animator, Completer
 from dreamjourney.models.registry import build_backends
+from dreamjourney.pipelines.journey import JourneyConfig, JourneyPipeline
 
 REAL = "alibaba-pai/EasyAnimateV5.1-12b-zh-InP-diffusers"
 
@@ -105,3 +109,27 @@ def test_tiny_model_carries_the_real_structural_flags(tiny_model):
         type(pipe.text_encoder).__name__
         == realconfigs.component_config(REAL, "text_encoder")["architectures"][0]
     )
+
+
+def test_tiny_easyanimate_runs_a_journey_segment(tiny_model, tmp_path):
+    """The preset end to end: depth, EasyAnimate completion, captioning, EasyAnimate animation."""
+    easy = {"model": tiny_model("easyanimate"), "num_inference_steps": 2}
+    backends = build_backends(
+        "easyanimate",
+        config={
+            "depth": {"model": tiny_model("depth-anything")},
+            "completer": easy,
+            "animator": easy,
+            "captioner": {"model": tiny_model("qwen2.5-vl"), "max_new_tokens": 4},
+        },
+    )
+    photo = Path(__file__).resolve().parents[2] / "examples" / "garden.png"
+    config = JourneyConfig(
+        trajectory="pan-right", width=48, height=32, frames_per_segment=5, motion_frames=4
+    )
+    run = JourneyPipeline(backends)
+    result = run(photo, tmp_path / "run", config=config, num_segments=1, seed=1)
+    manifest = json.loads(result.run.manifest_path.read_text())
+    assert [s["status"] for s in manifest["segments"]] == ["done"]
+    assert result.num_frames == 5 + 4
+    assert manifest["backends"]["roles"]["animator"]["name"] == "easyanimate-i2v"
