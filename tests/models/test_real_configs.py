@@ -1,10 +1,22 @@
 """The real presets' backends, built from the published configs, run through their calls on meta.
 
 No weights and no memory: every model is built on torch's meta device from the configs kept in
-`dreamjourney/models/configs` and called at its preset's native size and frame count, so shape,
-dtype and config errors (issue 11 items 1-2) fail here. What the meta device cannot evaluate is
-answered and listed (`metarun.ANSWERS`); each answered read must be one of the known ones below,
-whose code paths the tiny-model tests run with real numbers.
+`dreamjourney/models/configs` and called at its preset's native size and frame counts
+(`registry.NATIVE`; the completer gets a segment and its start view, as the journey calls it),
+so shape, dtype and config errors (issue 11 items 1-2) fail here, for `wan`, `wan-guided`,
+`cogvideox` and `easyanimate`. CPU work on real values (resizing, the Telea pre-fill, image
+processors, tokenizers) runs for real. What the meta device cannot do is give a tensor's
+value back to Python; each such read gets a fixed answer (`metarun.ANSWERS`) and must be one
+of `KNOWN_ANSWERS`, which the tiny-model tests run with real numbers instead:
+
+* `cpu` of the decoded clip (zeros come back): every backend's tiny test checks its output
+  frames (e.g. known pixels kept) - test_models_completion, _guided, _animation, _easyanimate.
+* `item` in a scheduler's step index lookup: every tiny run steps the real scheduler.
+* `__bool__` / `__float__` in the guided sampler (the zero-gradient test of the guidance step,
+  the trace's latent error): test_models_guided's guidance-step tests.
+* `__bool__` / `tolist` in text generation (the stop test, the answer ids): the captioner's
+  tiny end-to-end test.
+* `torch.nonzero` and boolean-mask indexing of an unknown tensor assume every element is set.
 """
 
 from __future__ import annotations
