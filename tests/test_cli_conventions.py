@@ -65,7 +65,7 @@ def test_help_and_version_load_no_torch():
         "from dreamjourney.cli import main\n"
         "for args in (['--help'], ['--version'], ['journey', '--help'], ['anyview', '--help'],\n"
         "             ['render', '--help'], ['trajectory', 'preview', '--help'], ['eval', '--help'],\n"
-        "             ['batch', '--help']):\n"
+        "             ['batch', '--help'], ['studio', '--help'], ['models', '--help']):\n"
         "    sys.argv = ['dreamjourney', *args]\n"
         "    try:\n"
         "        main()\n"
