@@ -82,6 +82,13 @@ def run_job(spec_path: Path) -> int:
     signal.signal(signal.SIGTERM, _cancel)
     try:
         progress.write(message="loading the backends")
+        if spec.kind == "anyview":
+            from dreamjourney.studio import anyview
+
+            anyview.run(Path(spec.image), Path(spec.out), spec.config, preset=spec.preset,
+                        seed=spec.seed, device=spec.device, progress=progress)  # fmt: skip
+            progress.write(state="done", model=None, message=None)
+            return 0
         pipe = JourneyPipeline.from_preset(spec.preset, device=spec.device)
         pipe.backends.check_weights()
         progress.write(message=None)
