@@ -432,6 +432,27 @@ def test_the_page_from_photo_to_results(server, browser, tmp_path):
     page.wait_for_function("!document.querySelector('#message').hidden")
     assert "broken.png: not a valid photo file" in page.text_content("#message")
     shot(page, "08-bad-upload")
+
+    # anyview: the example clip (its first 6 frames at 128x96) along the preset path, previewed
+    # and run; the result and the input beside it are shown
+    page.click("#mode-preset")
+    set_value(page, "#video_frames", 6)
+    page.click("#example-video")
+    page.wait_for_function(
+        "document.querySelector('#path-summary').textContent.startsWith("
+        "'6 target cameras at 128x96')"
+    )
+    assert page.is_hidden("#segments") and page.is_visible("#video_frames")
+    page.click("#preview-button")
+    page.wait_for_function("document.querySelectorAll('#hole-bars div').length === 6")
+    page.wait_for_function("document.querySelector('#preview-frame').naturalWidth === 128")
+    page.click("#run-button")
+    page.wait_for_function(
+        "/run clip-anyview-.*: done/.test(document.querySelector('#run-status').textContent)"
+    )
+    page.wait_for_function("document.querySelector('#side-video').readyState >= 2")
+    assert page.is_visible("#download-side") and page.is_hidden("#contact-sheet")
+    shot(page, "09-anyview", full_page=True)
     page.close()
 
 

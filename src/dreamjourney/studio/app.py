@@ -31,7 +31,7 @@ from dreamjourney.studio.workspace import UploadTooLarge
 log = logging.getLogger("dreamjourney.studio")
 
 # the bundled examples of a source checkout (not part of an installed wheel): a photo, and a
-# 16-frame clip of a `dreamjourney data synth` scene (examples/README.md)
+# 16-frame clip of a `dreamjourney data synth` scene (README, "anyview in the studio")
 _EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
 EXAMPLES = {"photo": _EXAMPLES_DIR / "garden.png", "video": _EXAMPLES_DIR / "clip.mp4"}
 EXPORT_NAMES = {

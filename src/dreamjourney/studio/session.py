@@ -239,14 +239,14 @@ class Studio:
         return path
 
     def kind(self) -> str:
-        """ "photo" (journey) or "video" (anyview): what the input is."""
+        """What the input is: "photo" (journey) or "video" (anyview)."""
         return SUFFIXES[self._input_path(self.settings.input or "").suffix.lower()]
 
     def size(self) -> tuple[int, int]:
         """The run's (width, height)."""
         s = self.settings
         if s.input is None:
-            raise InputError("open a photo first", field="input")
+            raise InputError("open a photo or a video first", field="input")
         if self.kind() == "video":
             clip = self._video_input().clip
             return clip.shape[-1], clip.shape[-2]
@@ -475,14 +475,16 @@ class Studio:
         files are and the share of hole pixels of every frame."""
         with self._lock:
             lifted, cameras = self._current()
+            video = self.kind() == "video"
             key = _digest(
                 cameras.digest(),
                 lifted.world.cloud.points.numpy().tobytes(),
                 lifted.world.cloud.colors.numpy().tobytes(),
+                self._video[0] if video and self._video is not None else "",  # every frame
             )[:16]
             out = self.workspace.studio_dir / "previews" / key
             holes_file = out / "holes.json"
-            if not holes_file.is_file() and self.kind() == "video":
+            if not holes_file.is_file() and video:
                 anyview.write_preview(self._video_input(), cameras, out)
             elif not holes_file.is_file():
                 holes = render_path(lifted.world, cameras, out, fps=self.settings.fps).holes

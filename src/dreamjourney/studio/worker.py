@@ -1,6 +1,7 @@
 """`python -m dreamjourney.studio.worker JOB.json`: run one studio job, writing its progress.
 
-It calls the journey pipeline exactly as `dreamjourney journey --resume` does and writes
+It calls the journey pipeline exactly as `dreamjourney journey --resume` does (or, for an
+anyview job, `dreamjourney.studio.anyview.run`) and writes
 `JOB.progress.json` (atomically) at every segment, model call and model step: state
 ("running", then "done", "failed" or "cancelled"), segments done of total, the running model
 and its step, one line per finished segment. SIGTERM cancels: the pipeline unwinds and the
@@ -103,7 +104,8 @@ def run_job(spec_path: Path) -> int:
             callback=progress,
         )
     except Cancelled:
-        progress.write(state="cancelled", model=None, message="cancelled; Run resumes it")
+        again = "starts it again" if spec.kind == "anyview" else "resumes it"
+        progress.write(state="cancelled", model=None, message=f"cancelled; Run {again}")
         return 3
     except InputError as exc:
         progress.write(state="failed", model=None, message=str(exc))
