@@ -64,7 +64,12 @@ class Jobs:
         """Jobs on disk, the most recently updated first."""
         if not self.folder.is_dir():
             return []
-        specs = [p for p in self.folder.glob("*.json") if not p.name.endswith(".progress.json")]
+        # a hidden name is a file being written atomically (`.NAME.progress.XXXX.tmp.json`)
+        specs = [
+            p
+            for p in self.folder.glob("*.json")
+            if not p.name.endswith(".progress.json") and not p.name.startswith(".")
+        ]
 
         def updated(spec: Path) -> float:
             progress = spec.with_name(f"{spec.stem}.progress.json")
