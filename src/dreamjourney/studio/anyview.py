@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,7 +25,10 @@ from dreamjourney.pipelines.anyview_run import AnyViewInput, prepare_input, targ
 from dreamjourney.scene import World
 from dreamjourney.studio.workspace import refusal
 
-DEFAULT_FOV = 60.0
+if TYPE_CHECKING:
+    from dreamjourney.studio.worker import ProgressWriter
+
+DEFAULT_FOV = 60.0  # degrees, as `anyview` without `--fov`
 
 
 def load_input(
@@ -88,7 +91,7 @@ def run(
     preset: str,
     seed: int,
     device: str,
-    progress: Any,
+    progress: ProgressWriter,
 ) -> None:
     """`anyview --method geometry --target-frame world -t config["trajectory"]` on the first
     `config["frames"]` frames of `video` into `out`; `progress` is the worker's
