@@ -335,7 +335,13 @@ async function openInput(path) {
   $("input").value = path;
   preview = null;
   $("preview").hidden = true;
-  showState(await api("PUT", "/api/state", readSettings()));
+  // in line with the edits on their way (an earlier edit answered later would close it again)
+  clearTimeout(pushTimer); // a pending edit is read from the controls with this one
+  const mine = ++edits;
+  const answer = sending.then(() => api("PUT", "/api/state", readSettings()));
+  sending = answer.catch(() => null).finally(() => { answered = Math.max(answered, mine); });
+  const next = await answer;
+  if (mine === edits) showState(next);
 }
 
 async function upload(file) {
