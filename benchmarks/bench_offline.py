@@ -68,8 +68,27 @@ def band_energy(frames: np.ndarray) -> np.ndarray:
     out = []
     for frame in frames:
         grey = frame.mean(0).astype(np.float32)
-        out.append(np.abs(cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 4.0)))
+        out.append(
+            np.abs(cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 4.0))
+        )
     return np.stack(out)
+
+
+class Recorder:
+    """A completer that passes every call to `inner` and keeps (frames, masks, output)."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner = inner
+        self.name = inner.name
+        self.clips: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def check_weights(self) -> None:
+        self.inner.check_weights()
+
+    def complete(self, frames, masks, **kwargs):  # type: ignore[no-untyped-def]
+        out = self.inner.complete(frames, masks, **kwargs)
+        self.clips.append((frames.numpy(), masks.numpy(), out.numpy()))
+        return out
 
 
 def measure_tree(args: argparse.Namespace) -> None:
@@ -91,21 +110,9 @@ def measure_tree(args: argparse.Namespace) -> None:
         photo_energy = float(band_energy(photo[None]).mean())
         for trajectory in args.trajectories.split(","):
             backends = build_backends("offline")
-            clips: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-            inner = backends.completer
-
-            class Recorder:
-                name = inner.name
-
-                def check_weights(self) -> None:
-                    inner.check_weights()
-
-                def complete(self, frames, masks, **kwargs):  # type: ignore[no-untyped-def]
-                    out = inner.complete(frames, masks, **kwargs)
-                    clips.append((frames.numpy(), masks.numpy(), out.numpy()))  # noqa: B023
-                    return out
-
-            backends.completer = Recorder()  # type: ignore[assignment]
+            recorder = Recorder(backends.completer)
+            backends.completer = recorder  # type: ignore[assignment]
+            clips = recorder.clips
             config = JourneyConfig(
                 trajectory=trajectory,
                 frames_per_segment=args.frames,

@@ -35,7 +35,7 @@ from torch import Tensor
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.trajectories import PRESETS as TRAJECTORY_PRESETS
-from dreamjourney.camera.trajectories import make_trajectory, resolve_trajectory
+from dreamjourney.camera.trajectories import keep_clear, make_trajectory, resolve_trajectory
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_write_text
 from dreamjourney.io.images import load_image, save_image
@@ -79,7 +79,7 @@ class JourneyConfig:
     height: int = 384
     fov_deg: float = 60.0
     fps: float = 24.0
-    lift_stride: int = 4
+    lift_stride: int = 8
     max_points: int = 2_000_000
 
 
@@ -332,27 +332,34 @@ class JourneyPipeline:
             if index > 0
             else _first_camera(config, file_cameras)
         )
-        cameras = self._segment_cameras(index, config, start_camera, file_cameras, seed)
+        world = World.load(run.world_state_path(index))
+        cameras = self._segment_cameras(index, config, start_camera, file_cameras, seed, world)
         times = (first_frame + 1 + torch.arange(len(cameras))) / config.fps
         cameras = cameras.with_times(times)
-        world = World.load(run.world_state_path(index))
         added = 0
         prompt_in = config.prompt or (previous.prompt if previous else manifest.input_prompt) or ""
         folder = run.segment_dir(index)
 
         # ---- stage I: render, complete, lift
         rendered = world.render(cameras)
-        lifted: dict[str, Tensor] = {}
+        keyframes = lift_schedule(len(cameras), config.lift_stride)
+        # the completer may lift keyframes into a copy of the world as it fills them; the
+        # same lifts are then made in the world itself (the copy is what they give)
+        trial = copy.deepcopy(world)
+        lifted: dict[int, tuple[Tensor, Tensor]] = {}
+        current = rendered
 
-        def rerender(last: Tensor) -> tuple[Tensor, Tensor]:
-            trial = copy.deepcopy(world)
-            lifted["frame"] = last
-            lifted["depth"] = self._aligned_depth(last, rendered.depth[-1], rendered.mask[-1])
-            trial.add_frame(last, lifted["depth"], cameras[-1], time=float(times[-1]))
-            out = trial.render(cameras)
-            return out.image, out.mask
+        def rerender(i: int, frame: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            nonlocal current
+            depth = self._aligned_depth(frame, current.depth[i], current.mask[i])
+            trial.add_frame(frame, depth, cameras[i], time=float(times[i]))
+            lifted[i] = (frame, depth)
+            current = trial.render(cameras)
+            return current.image, current.mask, current.depth
 
-        context = CompletionContext(cameras=cameras, rerender=rerender)
+        context = CompletionContext(
+            cameras=cameras, depths=rendered.depth, keyframes=keyframes, rerender=rerender
+        )
         completed = self._timed(
             "complete",
             lambda: self.backends.completer.complete(
@@ -370,12 +377,13 @@ class JourneyPipeline:
         )
         _write_clip(folder / "completed.mp4", completed, config.fps)
         last = len(cameras) - 1
-        for i in [last, *range(last - config.lift_stride, -1, -config.lift_stride)]:
+        for i in keyframes:
             frame = completed[i]
-            if i == last and "frame" in lifted and torch.equal(lifted["frame"], frame):
-                depth = lifted["depth"]
+            if i in lifted and torch.equal(lifted[i][0], frame):
+                depth = lifted[i][1]
             else:
-                depth = self._aligned_depth(frame, rendered.depth[i], rendered.mask[i])
+                target = world.render(cameras[i])
+                depth = self._aligned_depth(frame, target.depth[0], target.mask[0])
             added += world.add_frame(frame, depth, cameras[i], time=float(times[i]), new_only=True)
         t_stage1 = time.perf_counter() - t_start
 
@@ -443,7 +451,10 @@ class JourneyPipeline:
         start: Cameras,
         file_cameras: Cameras | None,
         seed: int,
+        world: World,
     ) -> Cameras:
+        """The segment's cameras: the file's next ones, or the preset continued from `start`,
+        shortened where it would pass through the nearest surface of the world ahead."""
         n = config.frames_per_segment
         if file_cameras is not None:
             return file_cameras[1 + index * n : 1 + (index + 1) * n]
@@ -459,7 +470,7 @@ class JourneyPipeline:
             seed=segment_seed(seed, index),
             fps=config.fps,
         )
-        return path[1:]
+        return keep_clear(path, world.render(path[0]).depth[0])[1:]
 
     # ================================================================= geometry helpers
     def _aligned_depth(self, frame: Tensor, target: Tensor, known: Tensor) -> Tensor:
@@ -538,6 +549,12 @@ class JourneyPipeline:
             title=f"journey: {len(records)} segments, {count} frames",
         )
         return count
+
+
+def lift_schedule(num_frames: int, stride: int) -> tuple[int, ...]:
+    """The frames of a segment lifted into the world, in order: every `stride`-th frame
+    counted back from the last, earliest first (e.g. 16 frames, stride 4: 3, 7, 11, 15)."""
+    return tuple(range((num_frames - 1) % stride, num_frames, stride))
 
 
 def _first_camera(config: JourneyConfig, file_cameras: Cameras | None) -> Cameras:
