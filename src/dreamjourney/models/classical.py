@@ -31,7 +31,9 @@ from dreamjourney.models.protocols import CompletionContext, Progress
 # A known pixel is a PatchMatch source only if it lies at least this share of the depth of the
 # far side of the nearest hole (nearer pixels belong to the object in front of the hole).
 BACKGROUND_RATIO = 0.67
-# Below this share of the crop's known pixels as sources, the depth rule is dropped.
+# Holes are filled in layers of their far side's depth, each from sources within this factor.
+LAYER_RATIO = 2.0
+# Below this share of the crop's known pixels as sources, wider sources are taken.
 MIN_SOURCE_SHARE = 0.05
 
 
@@ -48,14 +50,13 @@ def _patchmatch() -> Any:
     return patch_match
 
 
-def background_sources(known: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """`(H,W)` bool: known pixels that are not nearer than the far side of their nearest hole.
+def far_side(known: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """`(H,W)`: for every pixel, the depth of the far side of its nearest hole (0 if none).
 
     Camera moves open holes mostly sideways, between an object's edge and the background
     beside it, so each hole pixel takes the largest known depth along its row within twice
-    the holes' width (reaching across the hole to its far side: the background the move
-    reveals) and a few rows up and down; each known pixel then compares its own depth with
-    that of its nearest hole pixel.
+    the holes' width (reaching across the hole to the background the move reveals) and a few
+    rows up and down; every other pixel takes the value of its nearest such hole pixel.
     """
     hole = ~known
     width = 2 * float(ndimage.distance_transform_edt(hole).max())
@@ -63,9 +64,15 @@ def background_sources(known: np.ndarray, depth: np.ndarray) -> np.ndarray:
     rim_depth = ndimage.grey_dilation(np.where(known, depth, 0.0), size=size)
     have = hole & (rim_depth > 0)
     if not have.any():
-        return known.copy()
+        return np.zeros_like(depth)
     _, (ny, nx) = ndimage.distance_transform_edt(~have, return_indices=True)
-    return known & (depth >= BACKGROUND_RATIO * rim_depth[ny, nx])
+    return rim_depth[ny, nx]
+
+
+def background_sources(known: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """`(H,W)` bool: known pixels that are not nearer than the far side of their nearest hole
+    (`far_side`): a hole opened behind an object is background, not the object."""
+    return known & (depth >= BACKGROUND_RATIO * far_side(known, depth))
 
 
 def inpaint_frame(
@@ -102,12 +109,21 @@ def inpaint_frame(
     deep_ids = np.unique(holes[dist > band])
     deep = np.isin(holes, deep_ids[deep_ids > 0])
     out = img.copy()
-    if deep.any():
-        sources = have
-        if depth is not None:
-            z = depth.detach().float().cpu().numpy()
-            sources = background_sources(have, np.where(have, z, 0.0))
-        out = _patchmatch_crop(out, deep, have, sources, patch_size, int(seed))
+    if deep.any() and depth is None:
+        out = _patchmatch_crop(out, deep, have, have, patch_size, int(seed))
+    elif deep.any():
+        # one PatchMatch per depth layer of the holes' far sides, each copying only from
+        # background pixels within a factor LAYER_RATIO of that layer's depth: a hole in the
+        # ground is filled with ground, one in the sky with sky
+        z = np.where(have, depth.detach().float().cpu().numpy(), 0.0)
+        far = far_side(have, z)
+        sources = have & (z >= BACKGROUND_RATIO * far)
+        layer = np.floor(np.log(np.maximum(far, 1e-12)) / np.log(LAYER_RATIO))
+        for level in np.unique(layer[deep]):
+            part = deep & (layer == level)
+            centre = LAYER_RATIO ** (level + 0.5)
+            near = sources & (z >= centre / LAYER_RATIO) & (z <= centre * LAYER_RATIO)
+            out = _patchmatch_crop(out, part, have, near, patch_size, int(seed), sources)
     thin = hole & ~deep
     if thin.any():
         painted = cv2.inpaint(out, thin.astype(np.uint8) * 255, radius, cv2.INPAINT_NS)
@@ -123,8 +139,11 @@ def _patchmatch_crop(
     sources: np.ndarray,
     patch_size: int,
     seed: int,
+    fallback: np.ndarray | None = None,
 ) -> np.ndarray:
-    """PatchMatch-fill `deep` in `img` `(H,W,3)` uint8, on a crop around it; returns a copy."""
+    """PatchMatch-fill `deep` in `img` `(H,W,3)` uint8, on a crop around it, copying from
+    `sources` (from `fallback`, else any known pixel, where the crop holds too few of them);
+    returns a copy."""
     pm = _patchmatch()
     h, w = deep.shape
     rows, cols = np.nonzero(deep)
@@ -135,8 +154,10 @@ def _patchmatch_crop(
     bottom, right = min(h, bottom + margin), min(w, right + margin)
     crop = (slice(top, bottom), slice(left, right))
     usable = sources[crop]
-    if usable.sum() < MIN_SOURCE_SHARE * max(int(known[crop].sum()), 1):
-        usable = known[crop]
+    for wider in (fallback, known):
+        if usable.sum() >= MIN_SOURCE_SHARE * max(int(known[crop].sum()), 1) or wider is None:
+            continue
+        usable = wider[crop]
     # pixels that are neither filled nor copied from: known non-sources and the other holes,
     # grown by the patch radius (a source patch must not reach into an excluded object)
     ignore = ndimage.binary_dilation(~usable & ~deep[crop], iterations=patch_size) & ~deep[crop]
