@@ -112,7 +112,7 @@ def inpaint_frame(
     out = img.copy()
     if deep.any() and depth is None:
         out = _patchmatch_crop(out, deep, have, have, patch_size, int(seed))
-    elif deep.any():
+    elif deep.any() and depth is not None:
         # one PatchMatch per depth layer of the holes' far sides, each copying only from
         # background pixels within a factor LAYER_RATIO of that layer's depth: a hole in the
         # ground is filled with ground, one in the sky with sky
