@@ -1,11 +1,12 @@
-"""Animation backends on tiny image-to-video pipelines."""
+"""Animation backends on tiny image-to-video pipelines of the real architectures."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from dreamjourney.models.animation import I2VAnimator
+from dreamjourney.errors import InputError
+from dreamjourney.models.animation import FAMILIES, I2VAnimator
 from dreamjourney.models.protocols import Animator
 from dreamjourney.models.video_common import valid_frame_count, working_size
 
@@ -16,10 +17,33 @@ def test_frame_and_size_rounding():
     assert working_size(48, 70, 16) == (48, 64) and working_size(5, 5, 32) == (32, 32)
 
 
-@pytest.mark.parametrize("family", ["wan-i2v", "cogvideox-i2v", "ltx-i2v"])
-def test_animate_tiny(tiny_model, family):
+def _spy(animator: I2VAnimator) -> dict:
+    """Record the keyword arguments of the animator's pipeline call."""
+    pipe = animator._load()
+    seen: dict = {}
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return type(pipe).__call__(pipe, **kwargs)
+
+    animator._pipe = spy
+    spy.transformer = pipe.transformer
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("family", "model_size", "sampled"),
+    [
+        ("wan-i2v", (48, 32), 9),
+        # learned positional embeddings: only its sample size and frame count, whatever is asked
+        ("cogvideox-i2v", (64, 64), 17),
+        ("ltx-i2v", (64, 32), 9),
+    ],
+)
+def test_animate_tiny(tiny_model, family, model_size, sampled):
     animator = I2VAnimator(family, tiny_model(family), num_inference_steps=2, guidance_scale=1.0)
     assert isinstance(animator, Animator)
+    seen = _spy(animator)
     image = torch.rand(3, 48, 40)  # not a multiple of the models' sizes: resized and back
     steps = []
     clip = animator.animate(
@@ -32,3 +56,48 @@ def test_animate_tiny(tiny_model, family):
     assert clip.shape == (6, 3, 48, 40) and clip.dtype == torch.float32
     assert torch.isfinite(clip).all() and clip.min() >= 0 and clip.max() <= 1
     assert steps == [(1, 2), (2, 2)]
+    assert (seen["height"], seen["width"], seen["num_frames"]) == (*model_size, sampled)
+    # the model card's negative prompt by default
+    assert seen["negative_prompt"] == FAMILIES[family].negative_prompt
+    assert (seen["negative_prompt"] != "") == (family != "cogvideox-i2v")
+
+
+def test_fixed_length_animator_refuses_longer_clips(tiny_model):
+    animator = I2VAnimator("cogvideox-i2v", tiny_model("cogvideox-i2v"), num_inference_steps=1)
+    assert animator.max_frames() == 17
+    assert I2VAnimator("wan-i2v", tiny_model("wan-i2v")).max_frames() is None
+    with pytest.raises(InputError, match="generates exactly 17 frames, not 18") as info:
+        animator.animate(torch.rand(3, 16, 16), "x", 18)
+    assert "\n" not in str(info.value)
+    with pytest.raises(InputError, match="runs only at 64x64"):
+        I2VAnimator("cogvideox-i2v", tiny_model("cogvideox-i2v"), width=128).max_frames()
+
+
+def test_flow_shift_sets_the_scheduler(tiny_model):
+    animator = I2VAnimator("wan-i2v", tiny_model("wan-i2v"), flow_shift=5.0)
+    scheduler = animator._load().scheduler
+    assert scheduler.config.flow_shift == 5.0 and scheduler.config.use_flow_sigmas
+    default = I2VAnimator("wan-i2v", tiny_model("wan-i2v"))._load().scheduler
+    assert default.config.flow_shift == 3.0  # the checkpoint's own
+    scheduler.set_timesteps(4)
+    default.set_timesteps(4)
+    assert torch.all(scheduler.sigmas[1:-1] > default.sigmas[1:-1])  # more time at high noise
+    with pytest.raises(InputError, match="flow-matching scheduler"):
+        I2VAnimator("cogvideox-i2v", tiny_model("cogvideox-i2v"), flow_shift=5.0)._load()
+
+
+def test_wan_vae_and_image_encoder_stay_float32(tiny_model):
+    from dreamjourney.models.weights import MemoryOptions
+
+    animator = I2VAnimator(
+        "wan-i2v",
+        tiny_model("wan-i2v"),
+        memory=MemoryOptions(dtype="bfloat16"),
+        num_inference_steps=1,
+        guidance_scale=1.0,
+    )
+    pipe = animator._load()
+    assert pipe.vae.dtype == torch.float32 and pipe.image_encoder.dtype == torch.float32
+    assert pipe.transformer.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.bfloat16
+    clip = animator.animate(torch.rand(3, 32, 32), "x", 2)
+    assert clip.shape == (2, 3, 32, 32) and torch.isfinite(clip).all()

@@ -45,6 +45,7 @@ def test_depth_anything_tiny(tiny_model):
     assert result.depth.shape == (40, 56) and result.depth.dtype == torch.float32
     assert torch.all(result.depth > 0) and result.depth.median() == pytest.approx(1.0)
     assert result.metric is False and result.focal_px is None
+    assert result.space == "disparity"  # an affine-invariant disparity: aligned in 1 / depth
     # depth is the inverse of the model's relative disparity: nearest where disparity peaks
     inputs = estimator._processor(images=Image.fromarray(to_uint8(image)), return_tensors="pt")
     with torch.no_grad():
@@ -62,7 +63,7 @@ def test_depth_pro_tiny_gives_metric_depth_and_focal(tiny_model):
     image = torch.rand(3, 40, 56)
     result = estimator.estimate(image)
     assert result.depth.shape == (40, 56) and torch.all(result.depth > 0)
-    assert result.metric is True
+    assert result.metric is True and result.space == "depth"
     # the focal length follows from the model's field of view for the image's width
     x = (image - 0.5) / 0.5
     x = torch.nn.functional.interpolate(x[None], size=(32, 32), mode="bilinear")

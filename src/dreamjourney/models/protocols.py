@@ -28,11 +28,15 @@ class DepthResult:
         up to an unknown scale (relative estimators are normalised to a median of 1).
     metric: whether `depth` is in metres.
     focal_px: the focal length in pixels of the input image the estimator inferred, if any.
+    space: where the estimate is right up to a scale and a shift, so where to align it:
+        `"disparity"` (1 / depth) for affine-invariant disparity models such as Depth
+        Anything, `"depth"` for metric and other depth estimates.
     """
 
     depth: Tensor
     metric: bool
     focal_px: float | None = None
+    space: str = "depth"
 
 
 @runtime_checkable
@@ -54,12 +58,15 @@ class CompletionContext:
         pipeline's copy of the world (each call adds to what earlier calls lifted) and render
         all `T` cameras again: returns frames `(T,3,H,W)`, known masks `(T,H,W)` and z-depth
         `(T,H,W)`. The pipeline reuses that lift when it later lifts the same frame unchanged.
+    start_view: the complete view `(3,H,W)` the clip continues from (the frame shown just
+        before its first frame), or None.
     """
 
     cameras: Cameras
     depths: Tensor | None = None
     keyframes: tuple[int, ...] = ()
     rerender: Callable[[int, Tensor], tuple[Tensor, Tensor, Tensor]] | None = None
+    start_view: Tensor | None = None
 
 
 @runtime_checkable
