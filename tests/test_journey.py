@@ -412,6 +412,24 @@ def test_forward_segments_never_enter_the_nearest_surface():
     assert float(start.centers[0, 2]) < 2.0
 
 
+@pytest.mark.parametrize("trajectory", ["orbit", "arc-left", "pan-left"])
+def test_paths_that_do_not_fly_ahead_keep_their_shape_beside_a_near_wall(trajectory):
+    # the same wall: an orbit about the point at scene depth passes behind it, and stays an orbit
+    size = 48
+    camera = Cameras.create(torch.eye(4), width=size, height=size, fov_deg=60.0)
+    world = World()
+    world.add_frame(
+        torch.rand(3, size, size), torch.full((size, size), 2.0), camera, new_only=False
+    )
+    pipe = JourneyPipeline.from_preset("offline")
+    pipe._scene_scale = 10.0
+    config = JourneyConfig(trajectory=trajectory, frames_per_segment=8, width=size, height=size)
+    start = camera.with_times([0.0])
+    cameras = pipe._segment_cameras(0, config, start, None, 0, world)
+    preset = make_trajectory(trajectory, 9, scene_scale=10.0, start=start)[1:]
+    assert torch.allclose(cameras.c2w, preset.c2w)
+
+
 def test_two_runs_in_one_process_write_the_same_bytes(tmp_path):
     """x264 must encode the same frames to the same bitstream every time (see x264_options)."""
     image = photo(tmp_path / "photo.png")

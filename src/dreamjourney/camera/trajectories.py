@@ -40,11 +40,17 @@ class Motion(NamedTuple):
 
 @dataclass(frozen=True)
 class Preset:
-    """A named motion: `fn(u, *, scale, rng, **options) -> Motion` for u (N,) in [0, 1]."""
+    """A named motion: `fn(u, *, scale, rng, **options) -> Motion` for u (N,) in [0, 1].
+
+    approaches: the motion flies towards what the camera sees (forward, a spiral in), so a
+    journey sizes its steps to the view's depth (`keep_clear`); other motions (an orbit about
+    a point, a pan, a turn) keep the shape their name promises.
+    """
 
     fn: Callable[..., Motion]
     help: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    approaches: bool = False
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -253,7 +259,10 @@ def _journey(
 
 PRESETS: dict[str, Preset] = {
     "forward": Preset(
-        partial(_translate, direction=(0, 0, 1)), "move straight ahead", {"distance": 0.5}
+        partial(_translate, direction=(0, 0, 1)),
+        "move straight ahead",
+        {"distance": 0.5},
+        approaches=True,
     ),
     "backward": Preset(
         partial(_translate, direction=(0, 0, -1)), "move straight back", {"distance": 0.5}
@@ -301,21 +310,25 @@ PRESETS: dict[str, Preset] = {
         _dolly_zoom,
         "move forward while widening the view so the subject at `depth` keeps its size",
         {"distance": 0.5, "depth": 1.0},
+        approaches=True,
     ),
     "spiral": Preset(
         _spiral,
         "fly forward on a widening spiral, looking at the point at `depth`",
         {"radius": 0.15, "turns": 2.0, "distance": 0.3, "depth": 1.0},
+        approaches=True,
     ),
     "wander": Preset(
         _wander,
         "smooth seeded random walk of the heading, never facing backwards",
         {"distance": 1.0, "max_yaw_deg": 45.0, "max_pitch_deg": 10.0, "knots": 4},
+        approaches=True,
     ),
     "journey": Preset(
         _journey,
         "straight / left / right segments flown one after another (WonderJourney style)",
         {"segments": ["straight", "left", "straight", "right"], "step": 0.5, "turn_deg": 45.0},
+        approaches=True,
     ),
 }
 

@@ -493,8 +493,9 @@ class JourneyPipeline:
         seed: int,
         world: World,
     ) -> Cameras:
-        """The segment's cameras: the file's next ones, or the preset continued from `start`,
-        shortened where it would pass through the nearest surface of the world ahead."""
+        """The segment's cameras: the file's next ones, or the preset continued from `start`;
+        a preset that flies towards what it sees is shortened where it would pass through the
+        nearest surface of the world ahead (`keep_clear`)."""
         n = config.frames_per_segment
         if file_cameras is not None:
             return file_cameras[1 + index * n : 1 + (index + 1) * n]
@@ -510,7 +511,9 @@ class JourneyPipeline:
             seed=segment_seed(seed, index),
             fps=config.fps,
         )
-        return keep_clear(path, world.render(path[0]).depth[0])[1:]
+        if TRAJECTORY_PRESETS[config.trajectory].approaches:
+            path = keep_clear(path, world.render(path[0]).depth[0])
+        return path[1:]
 
     # ================================================================= geometry helpers
     def _aligned_depth(self, frame: Tensor, target: Tensor, known: Tensor) -> Tensor:
