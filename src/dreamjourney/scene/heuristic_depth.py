@@ -98,10 +98,9 @@ def pop_up(image: Tensor, camera: Cameras) -> PopUp:
         )
     rgb = np.ascontiguousarray(image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
-    segments = slic(
-        lab, n_segments=SUPERPIXELS, compactness=10, start_label=0, channel_axis=-1,
-        convert2lab=False,
-    )  # fmt: skip
+    # slic rescales its input to [0, 1] before its own CIELAB conversion: given CIELAB values
+    # it would lose their scale (and cut a regular grid), so it gets the RGB image
+    segments = slic(rgb, n_segments=SUPERPIXELS, compactness=10, start_label=0, channel_axis=-1)
     features = _features(lab, segments)
     rows = np.arange(h, dtype=np.float64) + 0.5
     horizon = _camera_horizon(camera)
