@@ -7,10 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from dreamjourney.camera import Cameras
+from dreamjourney.camera import Cameras, look_at
 from dreamjourney.errors import InputError
 from dreamjourney.io.images import to_uint8
-from dreamjourney.models.classical import ClassicalCompleter, background_sources, inpaint_frame
+from dreamjourney.models.classical import (
+    ClassicalCompleter,
+    background_sources,
+    below_horizon,
+    inpaint_frame,
+)
 from dreamjourney.models.protocols import Completer, CompletionContext
 from dreamjourney.models.vace import VaceCompleter
 from dreamjourney.models.video_common import WAN_NEGATIVE_PROMPT
@@ -114,6 +119,44 @@ def test_patchmatch_fill_never_copies_a_nearer_object_into_a_hole():
     free = inpaint_frame(image, known)[:, ~known]
     assert ((free[0] > 0.6) & (free[1] < 0.3)).any()
     assert torch.equal(out, inpaint_frame(image, known, depth=torch.where(known, depth, 0.0)))
+
+
+def test_below_horizon_splits_a_level_camera_at_its_principal_row():
+    K = torch.tensor([[50.0, 0.0, 32.0], [0.0, 50.0, 20.5], [0.0, 0.0, 1.0]])
+    level = Cameras.create(torch.eye(4), width=64, height=48, K=K)
+    below = below_horizon(level)
+    # pixel centres v + 0.5 below the principal row 20.5 (image y points down, world up is -y)
+    assert not below[:20].any() and below[21:].all()
+    pitched = Cameras.create(
+        look_at(torch.zeros(3), torch.tensor([0.0, 1.0, 1.0])), width=64, height=48, K=K
+    )
+    assert below_horizon(pitched).all()  # looking 45 degrees down, the horizon is off the top
+
+
+def _sky_over_ground() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """96x96: smooth blue sky over rows 0-47, striped green ground below, and the hole a pan
+    opens at the left edge across the horizon (rows 36-71, columns 0-39)."""
+    image = torch.empty(3, 96, 96)
+    image[:, :48] = torch.tensor([0.3, 0.5, 0.95])[:, None, None]
+    stripes = (torch.arange(96) // 3 % 2).float()[:, None].expand(96, 96)
+    image[:, 48:] = torch.tensor([0.1, 0.5, 0.1])[:, None, None] + 0.2 * stripes[48:]
+    known = torch.ones(96, 96, dtype=torch.bool)
+    known[36:72, :40] = False
+    below = torch.zeros(96, 96, dtype=torch.bool)
+    below[48:] = True
+    return torch.where(known[None], image, torch.zeros_like(image)), known, below
+
+
+def test_patchmatch_fills_each_side_of_the_horizon_from_its_own_side():
+    image, known, below = _sky_over_ground()
+    out = inpaint_frame(image, known, below=below)
+    ground, sky = out[:, ~known & below], out[:, ~known & ~below]
+    assert not (ground[2] > 0.6).any()  # no sky blue in the ground
+    assert (ground[1] > ground[2] + 0.2).all() and ground[1].std() > 0.05  # striped green
+    assert (sky[2] > 0.9).all()
+    # without the horizon, the sky is copied into the ground
+    free = inpaint_frame(image, known)[:, ~known & below]
+    assert (free[2] > 0.6).float().mean() > 0.05
 
 
 def test_background_sources_exclude_the_near_side_of_a_hole():

@@ -27,15 +27,15 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
+from dreamjourney.camera import Cameras
+from dreamjourney.camera.cameras import WORLD_UP
 from dreamjourney.models.protocols import CompletionContext, Progress
 
 # A known pixel is a PatchMatch source only if it lies at least this share of the depth of the
 # far side of the nearest hole (nearer pixels belong to the object in front of the hole).
 BACKGROUND_RATIO = 0.67
-# Holes are filled in layers of their far side's depth, each from sources within this factor.
-LAYER_RATIO = 2.0
-# Below this share of the crop's known pixels as sources, wider sources are taken.
-MIN_SOURCE_SHARE = 0.05
+# Below this many source pixels in a crop (a few patches' worth), the whole frame is searched.
+MIN_SOURCES = 400
 
 
 def _patchmatch() -> Any:
@@ -81,6 +81,7 @@ def inpaint_frame(
     known: Tensor,
     *,
     depth: Tensor | None = None,
+    below: Tensor | None = None,
     band: float = 4.0,
     patch_size: int = 3,
     radius: float = 3.0,
@@ -91,7 +92,9 @@ def inpaint_frame(
     A hole (a connected region of unknown pixels) with a pixel more than `band` pixels from
     the known region is filled by PatchMatch (patches of `2 * patch_size + 1` pixels) on the
     bounding box of those holes plus a margin; with `depth` `(H,W)` (the frame's z-depth, 0
-    where unknown) its sources are `background_sources`. The rest, thin cracks, by OpenCV
+    where unknown) its sources are `background_sources`; with `below` `(H,W)` bool (pixels
+    whose ray points below the horizon, see `below_horizon`) holes on each side of the horizon
+    are filled from known pixels on the same side only. The rest, thin cracks, by OpenCV
     Navier-Stokes inpainting (`radius` pixels). Deterministic for a given `seed`.
 
     Raises:
@@ -110,21 +113,14 @@ def inpaint_frame(
     deep_ids = np.unique(holes[dist > band])
     deep = np.isin(holes, deep_ids[deep_ids > 0])
     out = img.copy()
-    if deep.any() and depth is None:
-        out = _patchmatch_crop(out, deep, have, have, patch_size, int(seed))
-    elif deep.any() and depth is not None:
-        # one PatchMatch per depth layer of the holes' far sides, each copying only from
-        # background pixels within a factor LAYER_RATIO of that layer's depth: a hole in the
-        # ground is filled with ground, one in the sky with sky
-        z = np.where(have, depth.detach().float().cpu().numpy(), 0.0)
-        far = far_side(have, z)
-        sources = have & (z >= BACKGROUND_RATIO * far)
-        layer = np.floor(np.log(np.maximum(far, 1e-12)) / np.log(LAYER_RATIO))
-        for level in np.unique(layer[deep]):
-            part = deep & (layer == level)
-            centre = LAYER_RATIO ** (level + 0.5)
-            near = sources & (z >= centre / LAYER_RATIO) & (z <= centre * LAYER_RATIO)
-            out = _patchmatch_crop(out, part, have, near, patch_size, int(seed), sources)
+    background = have if depth is None else background_sources(have, _known_depth(depth, have))
+    # a hole below the horizon is ground or what stands on it, one above it sky or what rises
+    # into it: each is filled from its own side, so sky is never copied into the ground
+    sides = [np.ones_like(have)] if below is None else [below.cpu().numpy(), ~below.cpu().numpy()]
+    for side in sides:
+        if (deep & side).any():
+            choices = [background & side, have & side, background, have]
+            out = _patchmatch_fill(out, deep & side, choices, patch_size, seed)
     thin = hole & ~deep
     if thin.any():
         painted = cv2.inpaint(out, thin.astype(np.uint8) * 255, radius, cv2.INPAINT_NS)
@@ -133,45 +129,58 @@ def inpaint_frame(
     return torch.where(known[None], frame, fill.to(frame.dtype))
 
 
-def _patchmatch_crop(
-    img: np.ndarray,
-    deep: np.ndarray,
-    known: np.ndarray,
-    sources: np.ndarray,
-    patch_size: int,
-    seed: int,
-    fallback: np.ndarray | None = None,
+def _known_depth(depth: Tensor, known: np.ndarray) -> np.ndarray:
+    return np.where(known, depth.detach().float().cpu().numpy(), 0.0)
+
+
+def below_horizon(camera: Cameras) -> Tensor:
+    """`(H,W)` bool: pixels of `camera` (one camera) whose ray points below the horizon, the
+    plane through the camera normal to the world's up axis (`WORLD_UP`)."""
+    _, directions = camera.rays()
+    up = torch.tensor(WORLD_UP, dtype=directions.dtype, device=directions.device)
+    return (directions[0] @ up) < 0
+
+
+def _patchmatch_fill(
+    img: np.ndarray, holes: np.ndarray, choices: list[np.ndarray], patch_size: int, seed: int
 ) -> np.ndarray:
-    """PatchMatch-fill `deep` in `img` `(H,W,3)` uint8, on a crop around it, copying from
-    `sources` (from `fallback`, else any known pixel, where the crop holds too few of them);
-    returns a copy."""
+    """PatchMatch-fill `holes` in `img` `(H,W,3)` uint8, on a crop around them, copying from
+    the first of the source masks `choices` `(H,W)` that holds MIN_SOURCES pixels (or the
+    last one that holds any); returns a copy.
+
+    The crop spans the holes plus a margin as wide as they are (at least 24 px), or the whole
+    frame where the crop holds fewer than MIN_SOURCES sources.
+    """
     pm = _patchmatch()
-    h, w = deep.shape
-    rows, cols = np.nonzero(deep)
+    h, w = holes.shape
+    counts = [int(c.sum()) for c in choices]
+    sources = next(
+        (c for c, n in zip(choices, counts, strict=True) if n >= MIN_SOURCES),
+        next(c for c, n in zip(choices[::-1], counts[::-1], strict=True) if n),
+    )
+    rows, cols = np.nonzero(holes)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    # a margin as wide as the holes (at least 24 px), so there are sources around them
     margin = max(24, bottom - top, right - left)
-    top, left = max(0, top - margin), max(0, left - margin)
-    bottom, right = min(h, bottom + margin), min(w, right + margin)
-    crop = (slice(top, bottom), slice(left, right))
-    usable = sources[crop]
-    for wider in (fallback, known):
-        if usable.sum() >= MIN_SOURCE_SHARE * max(int(known[crop].sum()), 1) or wider is None:
-            continue
-        usable = wider[crop]
-    # pixels that are neither filled nor copied from: known non-sources and the other holes,
-    # grown by the patch radius (a source patch must not reach into an excluded object)
-    ignore = ndimage.binary_dilation(~usable & ~deep[crop], iterations=patch_size) & ~deep[crop]
+    crop = (
+        slice(max(0, top - margin), min(h, bottom + margin)),
+        slice(max(0, left - margin), min(w, right + margin)),
+    )
+    if int(sources[crop].sum()) < MIN_SOURCES:
+        crop = (slice(0, h), slice(0, w))
+    hole, usable = holes[crop], sources[crop]
+    # pixels that are neither filled nor copied from: non-sources, grown by the patch radius (a
+    # source patch must not reach into an excluded object)
+    ignore = ndimage.binary_dilation(~usable & ~hole, iterations=patch_size) & ~hole
     pm.set_random_seed(seed)
     filled = pm.inpaint(
         np.ascontiguousarray(img[crop]),
-        np.ascontiguousarray(deep[crop].astype(np.uint8)),
+        np.ascontiguousarray(hole.astype(np.uint8)),
         global_mask=np.ascontiguousarray(ignore.astype(np.uint8)),
         patch_size=patch_size,
     )
     out = img.copy()
     region = out[crop]
-    region[deep[crop]] = filled[deep[crop]]
+    region[hole] = filled[hole]
     return out
 
 
@@ -203,11 +212,14 @@ class ClassicalCompleter:
         """Needs no weights; loads PatchMatch's native library (an error if it cannot)."""
         _patchmatch()
 
-    def _inpaint(self, frame: Tensor, known: Tensor, depth: Tensor | None, seed: int) -> Tensor:
+    def _inpaint(
+        self, frame: Tensor, known: Tensor, depth: Tensor | None, camera: Cameras | None, seed: int
+    ) -> Tensor:
         return inpaint_frame(
             frame,
             known,
             depth=depth,
+            below=None if camera is None else below_horizon(camera).to(known.device),
             band=self.band,
             patch_size=self.patch_size,
             radius=self.radius,
@@ -241,7 +253,7 @@ class ClassicalCompleter:
                 if bool(have[t].all()) or not bool(have[t].any()):
                     continue
                 depth = None if depths is None else depths[t]
-                done[t] = self._inpaint(fill[t], have[t], depth, seed + t)
+                done[t] = self._inpaint(fill[t], have[t], depth, context.cameras[t], seed + t)
                 rendered, rendered_mask, depths = context.rerender(t, done[t])
                 rendered_mask = rendered_mask.to(frames.device).bool()
                 take = rendered_mask & ~masks
@@ -259,7 +271,8 @@ class ClassicalCompleter:
                 out[t] = inpaint_frame(fill[t], have[t], band=math.inf, radius=self.radius)
             elif bool(have[t].any()):
                 depth = None if depths is None else depths[t]
-                out[t] = self._inpaint(fill[t], have[t], depth, seed + t)
+                camera = None if context is None else context.cameras[t]
+                out[t] = self._inpaint(fill[t], have[t], depth, camera, seed + t)
             else:
                 empty.append(t)
             if progress is not None:
