@@ -37,6 +37,20 @@ def test_recovers_scale_and_shift_with_20_percent_outliers(space, scale, shift):
     assert 0 < fit.residual < 0.02
 
 
+def test_max_samples_fits_on_an_even_subset_with_the_same_result():
+    pred, target, _ = noisy_pair("depth")
+    mask = torch.ones_like(pred, dtype=torch.bool)
+    mask[:, :8] = False
+    fit = align_depth(pred, target, mask, max_samples=500)
+    # 3584 usable pixels, every 8th: 448 samples, about 20% of them outliers
+    assert 330 <= int(fit.inliers.sum()) <= 448
+    assert not fit.inliers[:, :8].any()
+    assert fit.inliers[:32].any() and fit.inliers[32:].any()  # spread over the frame
+    assert fit.scale == pytest.approx(2.5, rel=2e-2)
+    assert fit.shift == pytest.approx(0.7, abs=2e-2)
+    assert (fit.aligned > 0).all()  # every pixel is aligned, not only the samples
+
+
 def test_only_masked_valid_pixels_are_used():
     pred, target, _ = noisy_pair("depth", outlier_share=0.0)
     mask = torch.zeros_like(pred, dtype=torch.bool)

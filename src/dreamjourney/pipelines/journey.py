@@ -49,6 +49,8 @@ from dreamjourney.scene import World, align_depth
 
 # Below this share of known pixels a frame's depth is scaled to the scene instead of aligned.
 MIN_KNOWN_FRACTION = 0.02
+# A frame's depth is aligned on at most this many of its known pixels (cost: see align_depth).
+ALIGN_SAMPLES = 20_000
 # A pixel moved in stage II when any channel changed by more than this.
 MOTION_THRESHOLD = 0.08
 MAX_SIDE = 512
@@ -530,7 +532,9 @@ class JourneyPipeline:
             valid = pred[pred > 0]
             scale = self._scene_scale / float(valid.median()) if valid.numel() else 1.0
             return pred * scale
-        return align_depth(pred, target, known, space=estimate.space).aligned
+        return align_depth(
+            pred, target, known, space=estimate.space, max_samples=ALIGN_SAMPLES
+        ).aligned
 
     def _fold_back(self, world: World, before: Tensor, after: Tensor, camera: Cameras) -> int:
         """Replace the part of the view that moved during stage II with its last animated state;
