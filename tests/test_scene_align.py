@@ -6,7 +6,14 @@ import torch
 
 from dreamjourney.camera import Cameras, look_at
 from dreamjourney.scene import align_depth, heuristic_depth
-from dreamjourney.scene.heuristic_depth import CLOSE_UP_RANGE, GROUND, SKY, VERTICAL, pop_up
+from dreamjourney.scene.heuristic_depth import (
+    CLOSE_UP_RANGE,
+    GROUND,
+    SKY,
+    VERTICAL,
+    pop_up,
+    superpixels,
+)
 
 
 def noisy_pair(space, outlier_share=0.2, seed=0):
@@ -164,3 +171,14 @@ def test_pop_up_gives_a_close_up_a_smooth_capped_depth():
     sharp = float(np.median(d[subject.numpy()]))
     beside = float(np.median(d[45:60, :12]))  # the blurred background at the same height
     assert sharp < 0.85 * beside
+
+
+def test_superpixels_follow_colour_edges():
+    # a green field and a red wall meeting at a column that is not on SLIC's seed grid
+    rgb = np.zeros((96, 128, 3))
+    rgb[:, :53] = [0.3, 0.55, 0.2]
+    rgb[:, 53:] = [0.8, 0.2, 0.15]
+    rgb += 0.02 * np.random.default_rng(0).random((96, 128, 1))
+    segments = superpixels(rgb)
+    assert len(np.unique(segments)) > 100
+    assert not set(np.unique(segments[:, :53])) & set(np.unique(segments[:, 53:]))

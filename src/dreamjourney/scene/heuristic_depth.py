@@ -86,10 +86,18 @@ def heuristic_depth(image: Tensor, camera: Cameras) -> Tensor:
     return torch.from_numpy(pop_up(image, camera).depth).to(image.device)
 
 
-def pop_up(image: Tensor, camera: Cameras) -> PopUp:
-    """Label the photo's superpixels sky / ground / vertical and build its depth."""
+def superpixels(rgb: np.ndarray) -> np.ndarray:
+    """`(H,W,3)` float RGB in [0, 1] -> `(H,W)` int SLIC superpixel labels from 0 (about
+    SUPERPIXELS of them), following colour edges."""
     from skimage.segmentation import slic
 
+    # slic rescales its input to [0, 1] before its own CIELAB conversion: given CIELAB values
+    # it would lose their scale (and cut a near-regular grid), so it gets the RGB image
+    return slic(rgb, n_segments=SUPERPIXELS, compactness=10, start_label=0, channel_axis=-1)
+
+
+def pop_up(image: Tensor, camera: Cameras) -> PopUp:
+    """Label the photo's superpixels sky / ground / vertical and build its depth."""
     _, h, w = image.shape
     if len(camera) != 1 or (camera.width, camera.height) != (w, h):
         raise ValueError(
@@ -98,9 +106,7 @@ def pop_up(image: Tensor, camera: Cameras) -> PopUp:
         )
     rgb = np.ascontiguousarray(image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
-    # slic rescales its input to [0, 1] before its own CIELAB conversion: given CIELAB values
-    # it would lose their scale (and cut a regular grid), so it gets the RGB image
-    segments = slic(rgb, n_segments=SUPERPIXELS, compactness=10, start_label=0, channel_axis=-1)
+    segments = superpixels(rgb)
     features = _features(lab, segments)
     rows = np.arange(h, dtype=np.float64) + 0.5
     horizon = _camera_horizon(camera)
