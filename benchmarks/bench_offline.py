@@ -12,9 +12,15 @@ per trajectory and over all photos:
 - `texture`: band-pass energy (Gaussian blur of 1 minus blur of 4 pixels, of the grey image) of
   the completed frames over their hole pixels, over that of the photo: 1 = as textured as the
   photo, 0 = flat paint;
+- `flat`: share of the journey's frames whose band-pass energy (as for `texture`) is below
+  FLAT_SHARE of the photo's: frames that are not uniform but are washes of a tone or two;
 - `flicker`: mean absolute change between consecutive completed frames on pixels that are holes
   in both, over the same on pixels known in both: how much more the fills change than the
-  scene does under the same camera move (1 = the fills move with the world);
+  scene does under the same camera move. A flat fill scores low however it moves (there is
+  nothing to change), a textured one that moves with the world scores its texture;
+- `flick/tex`: `flicker` over the ratio of band-pass energy on those hole pixels to that on
+  those known pixels: about 1 where the fills move with the world whatever their texture,
+  above 1 where they change more than their texture explains;
 - `s/seg`: wall seconds per segment (the manifest's), `cpu/seg`: this process's CPU seconds.
 
 `--before REV` runs the same measurement, in the same run and on the same photos, on the source
@@ -39,6 +45,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = ("garden", "astronaut", "camera", "chelsea", "coffee", "rocket", "motorcycle", "grass")
 UNIFORM_STD = 0.02
+FLAT_SHARE = 0.1
 
 
 def write_photos(names: list[str], folder: Path) -> dict[str, Path]:
@@ -131,7 +138,9 @@ def measure_tree(args: argparse.Namespace) -> None:
                 if args.save:
                     save_strip(video, Path(args.save) / f"{args.label}-{name}-{trajectory}.png")
             stds = video.reshape(len(video), -1).std(axis=1)
+            frame_energy = band_energy(video).mean(axis=(1, 2))
             fill_energy, fill_pixels, flicker_hole, flicker_known = 0.0, 0, [], []
+            texture_hole, texture_known = [], []
             for _, masks, out in clips:
                 holes = ~masks
                 energy = band_energy(out)
@@ -142,6 +151,8 @@ def measure_tree(args: argparse.Namespace) -> None:
                 if both_holes.any() and both_known.any():
                     flicker_hole.append(float(change[both_holes].mean()))
                     flicker_known.append(float(change[both_known].mean()))
+                    texture_hole.append(float(energy[1:][both_holes].mean()))
+                    texture_known.append(float(energy[1:][both_known].mean()))
             first_masks = clips[0][1]
             results.setdefault(name, {})[trajectory] = {
                 "holes@4": float(1 - first_masks[min(3, len(first_masks) - 1)].mean()),
@@ -150,7 +161,15 @@ def measure_tree(args: argparse.Namespace) -> None:
                 "texture": fill_energy / max(fill_pixels, 1) / photo_energy
                 if fill_pixels
                 else float("nan"),
+                "flat": float((frame_energy < FLAT_SHARE * photo_energy).mean()),
                 "flicker": float(np.mean(flicker_hole) / np.mean(flicker_known))
+                if flicker_hole
+                else float("nan"),
+                "flick/tex": float(
+                    np.mean(flicker_hole)
+                    / np.mean(flicker_known)
+                    / (np.mean(texture_hole) / np.mean(texture_known))
+                )
                 if flicker_hole
                 else float("nan"),
                 "s/seg": float(np.mean([r.seconds["total"] for r in records])),
@@ -217,7 +236,8 @@ def main() -> None:
         f"offline preset, {args.size}, {args.segments} segments of {args.frames} frames"
         + (f"; before = {args.before}" if args.before else "")
     )
-    keys = ("holes@4", "holes@N", "uniform", "texture", "flicker", "s/seg", "cpu/seg")
+    keys = ("holes@4", "holes@N", "uniform", "flat", "texture", "flicker", "flick/tex", "s/seg",
+            "cpu/seg")  # fmt: skip
     print("| trajectory | photo | tree | " + " | ".join(keys) + " |")
     print("|---|---|---|" + "---:|" * len(keys))
     for trajectory in args.trajectories.split(","):
@@ -229,7 +249,7 @@ def main() -> None:
                     ]
                 else:
                     values = [tree[photo][trajectory][k] for k in keys]
-                cells = [f"{v:.1%}" if k.startswith(("holes", "uniform")) else f"{v:.2f}"
+                cells = [f"{v:.1%}" if k.startswith(("holes", "uniform", "flat")) else f"{v:.2f}"
                          for k, v in zip(keys, values, strict=True)]  # fmt: skip
                 name = f"**{photo}**" if photo == "mean" else photo
                 print(f"| {trajectory} | {name} | {label} | " + " | ".join(cells) + " |")
