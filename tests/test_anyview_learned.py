@@ -29,7 +29,6 @@ from dreamjourney.models.anyview import (
 from dreamjourney.pipelines.anyview_learned import (
     AnyViewNovelView,
     AnyViewPipeline,
-    learned_method,
     load_anyview_pipeline,
 )
 from dreamjourney.training.anyview import train_anyview
@@ -289,16 +288,15 @@ def test_load_anyview_pipeline_for_the_command_line(pixel_pipe, tmp_path):
     )
 
 
-def test_learned_method_runs_in_the_benchmark(tmp_path, monkeypatch, pixel_pipe):
-    from dreamjourney.eval import bench
+def test_learned_method_runs_in_the_benchmark(tmp_path, pixel_pipe):
+    from dreamjourney.eval.bench import run_bench
+    from dreamjourney.pipelines.novel_view import build_method
 
     save_scene(synth_scene(7, cameras=2, frames=3, width=32, height=32), tmp_path / "scenes" / "s")
     pixel_pipe.save_pretrained(tmp_path / "model")
-    monkeypatch.setitem(bench.METHODS, "learned", learned_method)
     opts = {"model": str(tmp_path / "model"), "num_inference_steps": 2}
-    results = bench.run_bench(
-        "learned", tmp_path / "scenes", tmp_path / "out", videos=False, **opts
-    )
+    method = build_method("learned", **opts)
+    results = run_bench(method, tmp_path / "scenes", tmp_path / "out", name="learned", videos=False)
     assert 0 < results["overall"]["psnr"] < 60
 
 

@@ -274,8 +274,10 @@ class AnyViewNovelView:
         target_cameras: Cameras,
         *,
         input_depth: Tensor | None = None,
+        moment_scale: float | None = None,
     ) -> Tensor:
-        """(T, 3, H, W) input frames in [0, 1] -> (T, 3, H', W') frames seen by `target_cameras`."""
+        """(T, 3, H, W) input frames in [0, 1] -> (T, 3, H', W') frames seen by `target_cameras`
+        (`moment_scale`, AnyViewBench's per-dataset value, is not used: the model has its own)."""
         t = input_frames.shape[0]
         ct, cs = self.pipeline.compression
         _, ph, pw = self.pipeline.transformer.config["patch_size"]
@@ -363,7 +365,7 @@ def learned_method(
     seed: int = 0,
     device: str = "cpu",
 ) -> AnyViewNovelView:
-    """The benchmark method "learned" (`dreamjourney.eval.bench.METHODS`):
+    """The benchmark method "learned" (`dreamjourney.pipelines.novel_view.METHODS`):
     `load_anyview_pipeline(model, preset=...)` wrapped in `AnyViewNovelView`."""
     pipe = load_anyview_pipeline(model, preset=preset, device=device)
     return AnyViewNovelView(pipe, num_inference_steps=num_inference_steps, seed=seed)
