@@ -83,6 +83,16 @@ def test_classical_repeats_a_frame_rather_than_inventing_one():
     masks[:] = False
     with pytest.raises(ValueError, match="no frame of the clip has a known pixel"):
         ClassicalCompleter().complete(frames, masks)
+    # a clip that sees nothing (a camera that left the scene) holds the view it continues from
+    start = torch.rand(3, 32, 32)
+    cameras = Cameras.create(torch.eye(4).repeat(3, 1, 1), width=32, height=32, fov_deg=60.0)
+    context = CompletionContext(cameras=cameras, start_view=start)
+    out = ClassicalCompleter().complete(frames, masks, context=context)
+    assert all(torch.equal(frame, start) for frame in out)
+    masks[2] = True  # the first frames take the start view too, not a later frame
+    out = ClassicalCompleter().complete(frames, masks, context=context)
+    assert torch.equal(out[0], start) and torch.equal(out[1], start)
+    assert torch.equal(out[2], frames[2])
 
 
 def test_inpaint_frame_edge_cases():

@@ -239,7 +239,11 @@ class ClassicalCompleter:
         """`(T,3,H,W)` with every hole filled and every known pixel as it was.
 
         A frame with nothing known (not even what the keyframes put into the world) repeats
-        the completed frame before it (or, for the first frames, the first completed one).
+        the completed frame before it, or for the first frames the context's `start_view` (the
+        view the clip continues from), else the first completed frame.
+
+        Raises:
+            ValueError: if no frame has a known pixel and there is no `start_view`.
         """
         frames = frames.float()
         masks = masks.bool()
@@ -277,10 +281,14 @@ class ClassicalCompleter:
                 empty.append(t)
             if progress is not None:
                 progress(t + 1, total)
+        start = None if context is None else context.start_view
         filled = [t for t in range(total) if t not in empty]
-        if not filled:
+        if not filled and start is None:
             raise ValueError("classical completer: no frame of the clip has a known pixel")
         for t in empty:
             before = [s for s in filled if s < t]
-            out[t] = out[before[-1] if before else filled[0]]
+            if before or start is None:
+                out[t] = out[before[-1] if before else filled[0]]
+            else:
+                out[t] = start.to(out.device, out.dtype)
         return torch.where(masks[:, None], frames, out)
