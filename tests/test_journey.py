@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.trajectories import make_trajectory
 from dreamjourney.cli import main
@@ -30,6 +31,7 @@ from dreamjourney.pipelines.journey import (
     fit_image,
     segment_seed,
 )
+from dreamjourney.scene import World
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 64, 48
@@ -385,6 +387,48 @@ def test_sigkill_mid_segment_then_resume_gives_the_same_frames(tmp_path, monkeyp
     assert (killed / "video.mp4").read_bytes() == (whole / "video.mp4").read_bytes()
     assert (killed / "cameras.json").read_bytes() == (whole / "cameras.json").read_bytes()
     assert sorted(p.name for p in (killed / "state").iterdir()) == ["world_0003.npz"]
+
+
+def test_forward_segments_never_enter_the_nearest_surface():
+    # a world that is one wall 2 units ahead; the preset would fly 5 units per segment
+    size = 48
+    camera = Cameras.create(torch.eye(4), width=size, height=size, fov_deg=60.0)
+    world = World()
+    world.add_frame(
+        torch.rand(3, size, size), torch.full((size, size), 2.0), camera, new_only=False
+    )
+    pipe = JourneyPipeline.from_preset("offline")
+    pipe._scene_scale = 10.0
+    config = JourneyConfig(trajectory="forward", frames_per_segment=8, width=size, height=size)
+    start = camera.with_times([0.0])
+    for index in range(3):
+        cameras = pipe._segment_cameras(index, config, start, None, 0, world)
+        ahead = cameras.centers[:, 2]
+        # each segment goes at most half way to the wall it sees, so none reaches it
+        assert (
+            float(ahead.max())
+            <= float(start.centers[0, 2]) + 0.5 * (2.0 - float(start.centers[0, 2])) + 1e-4
+        )
+        start = cameras[-1]
+    assert float(start.centers[0, 2]) < 2.0
+
+
+@pytest.mark.parametrize("trajectory", ["orbit", "arc-left", "pan-left"])
+def test_paths_that_do_not_fly_ahead_keep_their_shape_beside_a_near_wall(trajectory):
+    # the same wall: an orbit about the point at scene depth passes behind it, and stays an orbit
+    size = 48
+    camera = Cameras.create(torch.eye(4), width=size, height=size, fov_deg=60.0)
+    world = World()
+    world.add_frame(
+        torch.rand(3, size, size), torch.full((size, size), 2.0), camera, new_only=False
+    )
+    pipe = JourneyPipeline.from_preset("offline")
+    pipe._scene_scale = 10.0
+    config = JourneyConfig(trajectory=trajectory, frames_per_segment=8, width=size, height=size)
+    start = camera.with_times([0.0])
+    cameras = pipe._segment_cameras(0, config, start, None, 0, world)
+    preset = make_trajectory(trajectory, 9, scene_scale=10.0, start=start)[1:]
+    assert torch.allclose(cameras.c2w, preset.c2w)
 
 
 # ----------------------------------------------------------------------------- camera files
