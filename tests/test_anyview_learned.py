@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -252,6 +253,22 @@ def test_novel_view_adapter_takes_any_size_and_frame_count(pixel_pipe, tmp_path)
         torch.rand(3, 3, 18, 30), cams_in, cams_in
     )
     assert out.shape == (3, 3, 18, 30)
+
+
+class _ReturnsATuple:
+    """A pipeline that ignores `return_dict` (the adapter must say so, even under `python -O`)."""
+
+    compression = (1, 1)
+    transformer = SimpleNamespace(config={"patch_size": (1, 4, 4)})
+
+    def __call__(self, video, *args, **kwargs):
+        return (video,)
+
+
+def test_novel_view_adapter_raises_on_a_pipeline_without_frames():
+    cams = orbit(3)
+    with pytest.raises(TypeError, match="_ReturnsATuple returned tuple, expected AnyViewPipeline"):
+        AnyViewNovelView(_ReturnsATuple())(torch.rand(3, 3, 16, 32), cams, cams)
 
 
 def test_cogvideox_vae_latent_space():

@@ -302,7 +302,11 @@ class AnyViewNovelView:
             num_inference_steps=self.num_inference_steps,
             generator=torch.Generator().manual_seed(self.seed),
         )
-        assert isinstance(out, AnyViewPipelineOutput) and isinstance(out.frames, Tensor)
+        if not isinstance(out, AnyViewPipelineOutput) or not isinstance(out.frames, Tensor):
+            raise TypeError(
+                f"{type(self.pipeline).__name__} returned {type(out).__name__}, expected "
+                "AnyViewPipelineOutput with a tensor of frames"
+            )
         frames = out.frames[:t]
         size = (target_cameras.height, target_cameras.width)
         if frames.shape[-2:] != size:
