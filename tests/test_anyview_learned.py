@@ -319,6 +319,37 @@ def test_learned_method_runs_in_the_benchmark(tmp_path, monkeypatch, pixel_pipe)
     assert 0 < results["overall"]["psnr"] < 60
 
 
+def test_cli_learned_gives_the_benchmark_frames(tmp_path, monkeypatch, capsys):
+    """Same input, same frames: the command conditions the model as the benchmark (and training)
+    do, with camera moves in units of the scene scale (here the input's depth, about 4)."""
+    from dreamjourney.cli import main
+    from dreamjourney.data import load_scene
+    from dreamjourney.io.video import read_video, write_video
+
+    save_scene(synth_scene(2, cameras=2, frames=3, width=32, height=32), tmp_path / "s")
+    scene = load_scene(tmp_path / "s")  # the frames as the command reads them (8-bit PNG)
+    a, b = scene.streams.values()
+    s = tmp_path / "s"
+    monkeypatch.setattr(sys, "argv", [
+        "dreamjourney", "anyview", str(s / a.name / "rgb"), "--method", "learned",
+        "--preset", "tiny", "--steps", "2", "--seed", "4", "--out", str(tmp_path / "out"),
+        "--input-cameras", str(s / a.name / "cameras.json"), "--depth", str(s / a.name / "depth.npy"),
+        "--trajectory", str(s / b.name / "cameras.json"), "--target-frame", "world",
+    ])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    method = learned_method(preset="tiny", num_inference_steps=2, seed=4)
+    bench = method(a.frames, a.cameras, b.cameras, input_depth=a.depth)
+    write_video(tmp_path / "bench.mp4", bench)  # the same encoder, for byte-equal frames
+    cli, _ = read_video(tmp_path / "out" / "video.mp4")
+    assert torch.equal(cli, read_video(tmp_path / "bench.mp4")[0])
+    # the scene scale is what makes them agree: the moments at scale 1 give other frames
+    unscaled = method(a.frames, a.cameras, b.cameras)
+    write_video(tmp_path / "unscaled.mp4", unscaled)
+    assert (read_video(tmp_path / "unscaled.mp4")[0] - cli).abs().mean() > 0.01
+
+
 # ----------------------------------------------------------------------------- training
 def tiny_config(tmp_path: Path, **overrides):
     return load_train_config(TINY_CONFIG, output_dir=str(tmp_path), **overrides)

@@ -12,6 +12,7 @@ from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.trajectories import PRESETS, make_trajectory
 from dreamjourney.cli.console import console, err_console, prepare_cpu_rasterizer
 from dreamjourney.cli.options import parse_size
+from dreamjourney.data.types import depth_scale
 from dreamjourney.errors import InputError
 from dreamjourney.io.clips import load_clip
 from dreamjourney.io.depth import load_depth
@@ -82,13 +83,11 @@ def anyview(
         first_depth = input_depth[0]
     else:
         first_depth = (depth_result or backends.depth.estimate(clip[0])).depth
-    valid = first_depth[first_depth > 0]
-    scene_scale = float(valid.median()) if valid.numel() else 1.0
+    scene_scale = depth_scale(first_depth) or 1.0
     target = _target_cameras(
         trajectory, cams_in, num_frames, scene_scale, target_frame, width, height, fov
     )
 
-    generator = torch.Generator().manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     if method == "geometry":
         from dreamjourney.pipelines.anyview_geometry import AnyViewGeometryPipeline
@@ -96,17 +95,25 @@ def anyview(
         pipe = AnyViewGeometryPipeline(backends.depth, backends.completer)
         if device == "cpu":
             prepare_cpu_rasterizer()
+        generator = torch.Generator().manual_seed(seed)
         result = pipe(clip, cams_in, target, input_depth=input_depth, generator=generator)
         output = result.frames
         write_video(out / "render.mp4", result.render, fps=fps)
         write_video(out / "mask.mp4", result.mask.float()[:, None].expand(-1, 3, -1, -1), fps=fps)
     else:
-        from dreamjourney.pipelines.anyview_learned import load_anyview_pipeline
+        from dreamjourney.pipelines.anyview_learned import learned_method
 
-        learned = load_anyview_pipeline(model, preset=preset, device=device)
-        output = learned(
-            clip, cams_in, target, num_inference_steps=steps, generator=generator, output_type="pt"
-        ).frames
+        # the benchmark's method: the model sees camera moves in units of the scene scale,
+        # as in training
+        learned = learned_method(
+            model,
+            preset=preset,
+            num_inference_steps=steps,
+            seed=seed,
+            scene_scale=scene_scale,
+            device=device,
+        )
+        output = learned(clip, cams_in, target, input_depth=input_depth)
     write_video(out / "video.mp4", output, fps=fps)
     save_cameras(target, out / "cameras.json", fps=fps)
     write_video(out / "side_by_side.mp4", torch.cat([clip, output.to(clip)], dim=-1), fps=fps)
