@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -419,6 +420,80 @@ def test_resume_continues_at_the_checkpoint_step_like_an_uninterrupted_run(tmp_p
         strict=True,
     ):
         assert torch.allclose(p, q, atol=1e-5)
+
+
+class _Trap:
+    """Unpickling this touches `path`: what an unsafe load of a planted file would do."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_resume_unpickles_nothing_it_does_not_trust(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train_anyview(tiny_config(run, steps=2, checkpoint_every=2))
+    ckpt = run / "checkpoints" / "step-0000002"
+    assert json.loads((ckpt / "trainer_state.json").read_text()) == {
+        "format": "dreamjourney.train-checkpoint/1", "step": 2, "ema_optimization_step": 2,
+    }  # fmt: skip
+    assert (ckpt / "ema.safetensors").is_file() and not list(ckpt.glob("custom_checkpoint_*"))
+    # a save cut short (no trainer_state.json) is not the latest checkpoint
+    (run / "checkpoints" / "step-0000009").mkdir()
+    sentinel = tmp_path / "unpickled"
+    trap = pickle.dumps(_Trap(sentinel))
+    pickle.loads(trap)  # the trap works ...
+    assert sentinel.exists()
+    sentinel.unlink()
+    # ... but the resume path unpickles nothing freely: accelerate reads its RNG states with
+    # weights_only=True (and carries on without them when they are refused)
+    (ckpt / "random_states_0.pkl").write_bytes(trap)
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    resumed = train_anyview(tiny_config(run, steps=3, checkpoint_every=3, resume="latest"))
+    assert resumed.resumed_from == ckpt and resumed.step == 3
+    assert calls and set(calls) == {True}, calls
+    assert not sentinel.exists()
+    # a trap where a state is needed, or a pickle of an object we no longer register, is refused
+    for name, refusal in [("optimizer.bin", "[Ww]eights only"), ("custom_checkpoint_0.pkl", "")]:
+        planted = ckpt / name
+        kept = planted.read_bytes() if planted.exists() else None
+        planted.write_bytes(trap)
+        with pytest.raises(
+            InputError, match=rf"step-0000002: cannot load the checkpoint: {refusal}"
+        ):
+            train_anyview(tiny_config(run, steps=4, resume=str(ckpt)))
+        assert not sentinel.exists()
+        if kept is None:
+            planted.unlink()
+        else:
+            planted.write_bytes(kept)
+
+
+def test_resume_refuses_a_directory_that_is_not_our_checkpoint(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "optimizer.bin").write_bytes(b"anything")
+    with pytest.raises(
+        InputError, match=r"foreign: not a dreamjourney training checkpoint \(trainer_state.json"
+    ):
+        train_anyview(tiny_config(tmp_path / "run", resume=str(foreign)))
+    (foreign / "trainer_state.json").write_text(json.dumps({"format": "other/1", "step": 3}))
+    with pytest.raises(InputError, match=r"trainer_state.json \[format\]: expected 'dreamjourney"):
+        train_anyview(tiny_config(tmp_path / "run", resume=str(foreign)))
+    state = {"format": "dreamjourney.train-checkpoint/1", "step": -3}
+    (foreign / "trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(InputError, match=r"\[step\]: must be a step count, got -3"):
+        train_anyview(tiny_config(tmp_path / "run", resume=str(foreign)))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_config_formats_agree_and_errors_name_the_field(tmp_path):
