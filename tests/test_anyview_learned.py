@@ -578,6 +578,30 @@ def test_latent_space_training_from_a_pretrained_wan(tmp_path):
         train_anyview(odd)
 
 
+@pytest.mark.parametrize(
+    ("model", "option"),
+    [
+        ({"pretrained_wan": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "pretrained_subfolder": "transformer"},
+         "[model] pretrained_wan"),
+        ({"vae": {"kind": "wan", "path": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "subfolder": "vae"}},
+         "[model.vae] path"),
+    ],
+)  # fmt: skip
+def test_training_finds_weights_offline_or_says_where_to_put_them(
+    tmp_path, monkeypatch, model, option
+):
+    """Training resolves pretrained weights like every backend: local directory or the local
+    hub cache, never a download at run time."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(MissingWeightsError) as info:
+        train_anyview(tiny_config(tmp_path / "run", model=model))
+    message = str(info.value)
+    assert "'Wan-AI/Wan2.1-T2V-1.3B-Diffusers' not found" in message
+    assert str(tmp_path / "hub") in message and f"`{option} = " in message
+
+
 def test_cli_trains_from_scene_folders(tmp_path):
     import tomllib
 

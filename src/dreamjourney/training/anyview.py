@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from dreamjourney.errors import InputError
 from dreamjourney.models.anyview.transformer import AnyViewTransformer
+from dreamjourney.models.weights import load_pretrained
 from dreamjourney.pipelines.anyview_learned import AnyViewPipeline
 from dreamjourney.training.checkpoint import (
     TrainerState,
@@ -68,7 +69,13 @@ def build_pipeline(config: ModelConfig) -> AnyViewPipeline:
     vae: Any = None
     if config.vae is not None:
         vae_cls: Any = AutoencoderKLWan if config.vae.kind == "wan" else AutoencoderKLCogVideoX
-        vae = vae_cls.from_pretrained(config.vae.path, subfolder=config.vae.subfolder)
+        vae = load_pretrained(
+            vae_cls,
+            config.vae.path,
+            role="VAE",
+            option="[model.vae] path",
+            subfolder=config.vae.subfolder,
+        )
         vae.requires_grad_(False).eval()
     in_channels = 3
     if vae is not None:
