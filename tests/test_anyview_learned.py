@@ -28,13 +28,14 @@ from dreamjourney.models.anyview import (
     latent_frame_indices,
     ray_maps,
 )
+from dreamjourney.models.anyview.transformer import AnyViewTransformerOutput
 from dreamjourney.pipelines.anyview_learned import (
     AnyViewNovelView,
     AnyViewPipeline,
     learned_method,
     load_anyview_pipeline,
 )
-from dreamjourney.training.anyview import train_anyview
+from dreamjourney.training.anyview import flow_matching_loss, train_anyview
 from dreamjourney.training.config import load_train_config
 from dreamjourney.training.data import ClipDataset
 
@@ -176,6 +177,62 @@ def pixel_pipe():
     )
 
 
+def latent_pipeline(vae: str = "wan") -> AnyViewPipeline:
+    """A tiny random pipeline in the latent space of a tiny "wan" VAE (per-channel latent
+    statistics 0.1 and 2, so normalising matters) or "cogvideox" VAE (scaling factor 0.7); both
+    compress time 4x and space 8x."""
+    torch.manual_seed(0)
+    if vae == "wan":
+        model = AutoencoderKLWan(
+            base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+            temperal_downsample=[False, True, True], latents_mean=[0.1] * 4, latents_std=[2.0] * 4,
+        )  # fmt: skip
+    else:
+        model = AutoencoderKLCogVideoX(
+            block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1,
+            norm_num_groups=2, temporal_compression_ratio=4, scaling_factor=0.7,
+        )  # fmt: skip
+    transformer = AnyViewTransformer(in_channels=4, **{**TINY, "patch_size": (1, 2, 2)})
+    return AnyViewPipeline(transformer, FlowMatchEulerDiscreteScheduler(), model)
+
+
+def exact_velocity(x0: torch.Tensor, train_timesteps: int = 1000):
+    """A stand-in transformer that knows the clean target `x0` (B, C, F, h, w): on the straight
+    path x = (1 - sigma) x0 + sigma noise (timestep = sigma * `train_timesteps`) the velocity
+    noise - x0 is (x - x0) / sigma exactly."""
+
+    def forward(hidden_states, timestep, *conditioning, return_dict=True):
+        sigma = timestep.float().reshape(-1, 1, 1, 1, 1) / train_timesteps
+        velocity = (hidden_states.float() - x0) / sigma
+        return AnyViewTransformerOutput(sample=velocity) if return_dict else (velocity,)
+
+    return forward
+
+
+def test_sampler_lands_on_the_target_when_the_velocity_is_exact(pixel_pipe, monkeypatch):
+    """Sampling integrates the velocity training teaches (noise - x0) with the timestep scale
+    training uses: given the exact velocity, the sampler ends on x0, and the training loss of
+    that velocity is zero."""
+    cams, video = orbit(3), torch.rand(3, 3, 16, 32)
+    target = torch.rand(3, 3, 16, 32)  # the frames the target cameras should see
+    x0 = pixel_pipe.encode_video(target.transpose(0, 1)[None])
+    pixel_pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    monkeypatch.setattr(pixel_pipe.transformer, "forward", exact_velocity(x0))
+    out = sample(pixel_pipe, video, cams, cams, steps=4)
+    assert torch.allclose(out, target, atol=1e-4)
+    rays_in, rays_tgt = pixel_pipe.camera_rays(cams, cams)
+    batch = {
+        "input_video": video.transpose(0, 1)[None], "target_video": target.transpose(0, 1)[None],
+        "input_rays": rays_in[None], "target_rays": rays_tgt[None],
+    }  # fmt: skip
+    for sampling in ("uniform", "logit_normal"):
+        loss = flow_matching_loss(
+            pixel_pipe, exact_velocity(x0), batch, torch.Generator().manual_seed(0),
+            timestep_sampling=sampling, shift=3.0,
+        )  # fmt: skip
+        assert float(loss) < 1e-8
+
+
 def test_pixel_pipeline_shapes_and_target_cameras_reach_the_output(pixel_pipe):
     cams = orbit(3)
     video = torch.rand(3, 3, 16, 32)
@@ -206,21 +263,17 @@ def test_pipeline_rejects_bad_inputs_with_named_fields(pixel_pipe):
 
 
 def test_latent_pipeline_with_wan_vae_round_trips_through_save_pretrained(tmp_path):
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(
-        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-        temperal_downsample=[False, True, True], latents_mean=[0.1] * 4, latents_std=[2.0] * 4,
-    )  # fmt: skip
-    tiny = {**TINY, "patch_size": (1, 2, 2)}
-    pipe = AnyViewPipeline(
-        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
-    )
+    pipe = latent_pipeline("wan")
+    vae = pipe.vae
     assert pipe.compression == (4, 8)
     cams, video = orbit(5), torch.rand(5, 3, 16, 32)
     clip = video.transpose(0, 1)[None]
     with torch.no_grad():
         z = vae.encode(clip * 2 - 1).latent_dist.mode()
         assert torch.allclose(pipe.encode_video(clip), (z - 0.1) / 2.0, atol=1e-6)
+        # decoding undoes the normalisation: the VAE's own decoding of z
+        decoded = (vae.decode(z).sample / 2 + 0.5).clamp(0, 1)
+        assert torch.allclose(pipe.decode_latents((z - 0.1) / 2.0), decoded, atol=1e-5)
     out = sample(pipe, video, cams, cams, steps=2)
     assert out.shape == (5, 3, 16, 32)
     with pytest.raises(InputError, match="1 \\+ 4k"):
@@ -241,16 +294,7 @@ def test_novel_view_adapter_takes_any_size_and_frame_count(pixel_pipe, tmp_path)
     # Depth sets the scene scale (median 4 instead of 1): the model sees other moments.
     depth = torch.full((3, 18, 30), 4.0)
     assert not torch.equal(method(video, cams_in, cams_tgt, input_depth=depth), out)
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(
-        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-        temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
-    )  # fmt: skip
-    tiny = {**TINY, "patch_size": (1, 2, 2)}
-    latent = AnyViewPipeline(
-        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
-    )
-    out = AnyViewNovelView(latent, num_inference_steps=1)(
+    out = AnyViewNovelView(latent_pipeline("wan"), num_inference_steps=1)(
         torch.rand(3, 3, 18, 30), cams_in, cams_in
     )
     assert out.shape == (3, 3, 18, 30)
@@ -273,21 +317,16 @@ def test_novel_view_adapter_raises_on_a_pipeline_without_frames():
 
 
 def test_cogvideox_vae_latent_space():
-    torch.manual_seed(0)
-    vae = AutoencoderKLCogVideoX(
-        block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1,
-        norm_num_groups=2, temporal_compression_ratio=4, scaling_factor=0.7,
-    )  # fmt: skip
-    tiny = {**TINY, "patch_size": (1, 2, 2)}
-    pipe = AnyViewPipeline(
-        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
-    )
+    pipe = latent_pipeline("cogvideox")
+    vae = pipe.vae
     assert pipe.compression == (4, 8)
     cams, video = orbit(5), torch.rand(5, 3, 16, 32)
     clip = video.transpose(0, 1)[None]
     with torch.no_grad():
         z = vae.encode(clip * 2 - 1).latent_dist.mode()
         assert torch.allclose(pipe.encode_video(clip), z * 0.7, atol=1e-6)
+        decoded = (vae.decode(z).sample / 2 + 0.5).clamp(0, 1)
+        assert torch.allclose(pipe.decode_latents(z * 0.7), decoded, atol=1e-5)
     assert sample(pipe, video, cams, cams, steps=1).shape == (5, 3, 16, 32)
 
 
@@ -549,11 +588,7 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path):
 
 
 def test_latent_space_training_from_a_pretrained_wan(tmp_path):
-    torch.manual_seed(0)
-    AutoencoderKLWan(
-        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-        temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
-    ).save_pretrained(tmp_path / "vae")  # fmt: skip
+    latent_pipeline("wan").vae.save_pretrained(tmp_path / "vae")
     for channels in (4, 8):
         WanTransformer3DModel(
             patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
