@@ -14,6 +14,7 @@ from dreamjourney.models.classical import ClassicalCompleter, inpaint_frame
 from dreamjourney.models.guided import GuidedCompleter
 from dreamjourney.models.protocols import Completer, CompletionContext
 from dreamjourney.models.vace import VaceCompleter
+from dreamjourney.models.video_common import pipeline_frames
 
 
 def _known_equal(out: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor) -> bool:
@@ -81,7 +82,8 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
 
     def spy(**kwargs):
         seen.update(kwargs)
-        return type(pipe).__call__(pipe, **kwargs)
+        seen["output"] = type(pipe).__call__(pipe, **kwargs)
+        return seen["output"]
 
     completer._pipe = spy
     steps = []
@@ -94,12 +96,21 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
     )
     assert out.shape == frames.shape and torch.isfinite(out).all()
     assert _known_equal(out, frames, masks)
-    assert not torch.equal(out, frames)  # the holes were generated
     assert steps == [1, 2]
+    # the holes hold what the model made (64x64, 9 frames: its own size and count)
+    holes = ~masks[:, None].expand_as(frames)
+    assert torch.equal(out[holes], pipeline_frames(seen["output"])[holes])
     # the pipeline got the partial video and a mask that is white exactly on the holes
     assert seen["num_frames"] == 9 and len(seen["video"]) == len(seen["mask"]) == 9
     white = torch.stack([torch.from_numpy(np.array(m)) == 255 for m in seen["mask"]])
     assert torch.equal(white, ~masks)
+    # 7 frames are padded to 9 with the last frame and its mask, and cut back
+    out = completer.complete(frames[:7], masks[:7], generator=torch.Generator().manual_seed(0))
+    assert out.shape == (7, 3, 64, 64) and seen["num_frames"] == 9
+    video, mask = [np.asarray(v) for v in seen["video"]], [np.asarray(m) for m in seen["mask"]]
+    assert all(np.array_equal(v, video[6]) for v in video[7:])
+    assert all(np.array_equal(m, mask[6]) for m in mask[7:])
+    assert torch.equal(out[holes[:7]], pipeline_frames(seen["output"])[:7][holes[:7]])
 
 
 @pytest.fixture(scope="module")
