@@ -1,4 +1,4 @@
-"""Completion backends: classical (offline), vace and guided on tiny models."""
+"""Completion backends: classical (offline) and vace on a tiny model (guided: test_models_guided)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from dreamjourney.camera import Cameras
 from dreamjourney.errors import InputError
 from dreamjourney.io.images import to_uint8
 from dreamjourney.models.classical import ClassicalCompleter, inpaint_frame
-from dreamjourney.models.guided import GuidedCompleter
 from dreamjourney.models.protocols import Completer, CompletionContext
 from dreamjourney.models.vace import VaceCompleter
-from dreamjourney.models.video_common import pipeline_frames
+from dreamjourney.models.video_common import WAN_NEGATIVE_PROMPT, pipeline_frames
 
 
 def _known_equal(out: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor) -> bool:
@@ -104,6 +103,15 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
     assert seen["num_frames"] == 9 and len(seen["video"]) == len(seen["mask"]) == 9
     white = torch.stack([torch.from_numpy(np.array(m)) == 255 for m in seen["mask"]])
     assert torch.equal(white, ~masks)
+    # holes are painted grey 128, as VACE's annotators and diffusers' example prepare them;
+    # known pixels are the input's
+    video = torch.stack([torch.from_numpy(np.array(f)) for f in seen["video"]])
+    assert torch.all(video[~masks] == 128)
+    expected = torch.stack([torch.from_numpy(to_uint8(f)) for f in frames])
+    assert torch.equal(video[masks], expected[masks])
+    # the model card's negative prompt unless another is given
+    assert seen["negative_prompt"] == WAN_NEGATIVE_PROMPT
+    assert seen["negative_prompt"].startswith("Bright tones, overexposed, static")
     # 7 frames are padded to 9 with the last frame and its mask, and cut back
     out = completer.complete(frames[:7], masks[:7], generator=torch.Generator().manual_seed(0))
     assert out.shape == (7, 3, 64, 64) and seen["num_frames"] == 9
@@ -111,150 +119,6 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
     assert all(np.array_equal(v, video[6]) for v in video[7:])
     assert all(np.array_equal(m, mask[6]) for m in mask[7:])
     assert torch.equal(out[holes[:7]], pipeline_frames(seen["output"])[:7][holes[:7]])
-
-
-@pytest.fixture(scope="module")
-def wan_guided(tiny_model) -> GuidedCompleter:
-    """One guided completer on the tiny Wan I2V, loaded once; tests set its parameters."""
-    completer = GuidedCompleter(tiny_model("wan-i2v"), cfg_scale=1.0, max_sequence_length=16)
-    completer._load()
-    return completer
-
-
-def _configure(completer: GuidedCompleter, **kw) -> GuidedCompleter:
-    defaults = dict(
-        num_inference_steps=4,
-        guidance_steps=3,
-        step_size=0.5,
-        resample_rounds=1,
-        view_padding=True,
-        cfg_scale=1.0,
-    )
-    for key, value in {**defaults, **kw}.items():
-        setattr(completer, key, value)
-    return completer
-
-
-def _small(masked_clip, frames_in: int = 9, size: int = 32):
-    frames, masks = masked_clip
-    return frames[:frames_in, :, :size, :size], masks[:frames_in, :size, :size]
-
-
-def test_guided_pulls_known_regions_toward_the_input(wan_guided, masked_clip):
-    frames, masks = masked_clip  # 9 frames, 64x64
-    results = {}
-    for step in (0.0, 1.0):
-        completer = _configure(wan_guided, step_size=step)
-        out = completer.complete(frames, masks, generator=torch.Generator().manual_seed(3))
-        assert _known_equal(out, frames, masks)
-        results[step] = completer.last_trace
-    off, on = results[0.0], results[1.0]
-    # in latent space, known cells end up much closer to the encoded input ...
-    assert on.latent_error < 0.5 * off.latent_error
-    # ... and so does the decoded clip, compared with the VAE's own reconstruction of the input
-    adapter = wan_guided._load()
-    with torch.no_grad():
-        padded = torch.cat([frames[:1]] * 4 + [frames] + [frames[-1:]] * 4)
-        recon = adapter.decode(adapter.encode(padded))[4:13]
-    keep = masks[:, None].expand_as(frames)
-    err = {k: float(((t.raw - recon)[keep] ** 2).mean()) for k, t in results.items()}
-    assert err[1.0] < err[0.0]
-
-
-def test_guided_early_stopping_and_resampling_schedule(wan_guided, masked_clip):
-    frames, masks = _small(masked_clip)
-    completer = _configure(wan_guided, num_inference_steps=5, guidance_steps=3, resample_rounds=2)
-    progress = []
-    completer.complete(
-        frames,
-        masks,
-        generator=torch.Generator().manual_seed(0),
-        progress=lambda i, n: progress.append((i, n)),
-    )
-    steps = completer.last_trace.steps
-    assert [s.guided for s in steps] == [True, True, True, False, False]
-    assert [s.model_calls for s in steps] == [3, 3, 3, 1, 1]
-    assert [s.sigma for s in steps] == sorted((s.sigma for s in steps), reverse=True)
-    assert progress == [(i, 5) for i in range(1, 6)]
-    completer = _configure(
-        wan_guided, num_inference_steps=3, guidance_steps=1, resample_rounds=1, cfg_scale=2.0
-    )
-    completer.complete(frames, masks, generator=torch.Generator().manual_seed(0))
-    assert [s.model_calls for s in completer.last_trace.steps] == [4, 2, 2]
-
-
-@pytest.mark.parametrize(
-    ("frames_in", "padding", "sampled", "latent", "front", "back"),
-    [
-        (9, True, 17, 5, 4, 4),
-        (9, False, 9, 3, 0, 0),
-        (7, True, 17, 5, 4, 6),
-        (6, False, 9, 3, 0, 3),
-    ],
-)
-def test_guided_view_padding_frame_counts(
-    wan_guided, masked_clip, frames_in, padding, sampled, latent, front, back
-):
-    frames, masks = _small(masked_clip, frames_in)
-    completer = _configure(
-        wan_guided, num_inference_steps=1, guidance_steps=1, resample_rounds=0, view_padding=padding
-    )
-    out = completer.complete(frames, masks, generator=torch.Generator().manual_seed(0))
-    trace = completer.last_trace
-    assert out.shape == frames.shape and trace.raw.shape == frames.shape
-    assert _known_equal(out, frames, masks)
-    assert (trace.sampled_frames, trace.latent_frames, trace.pad_front, trace.pad_back) == (
-        sampled,
-        latent,
-        front,
-        back,
-    )
-
-
-def test_known_cells_threshold_is_strict():
-    completer = GuidedCompleter("unused")
-    masks = torch.ones(5, 16, 16, dtype=torch.bool)
-    masks[1:5, :, :2] = False  # 75% of each cell of latent frame 1 known (2 of 8 columns missing)
-    masks[0, :1, :8] = False  # latent frame 0 (frame 0 alone): top-left cell 87.5% known
-    cells = completer.known_cells(masks, temporal=4, spatial=8)
-    assert cells.shape == (2, 2, 2)
-    assert cells[0].all()
-    assert not cells[1, :, 0].any() and cells[1, :, 1].all()
-    completer.known_threshold = 0.9
-    assert not completer.known_cells(masks, temporal=4, spatial=8)[0, 0, 0]
-
-
-def test_guided_cogvideox(tiny_model, masked_clip):
-    frames, masks = masked_clip
-    completer = GuidedCompleter(
-        tiny_model("cogvideox-i2v"),
-        family="cogvideox-i2v",
-        num_inference_steps=3,
-        guidance_steps=2,
-        cfg_scale=1.0,
-        max_sequence_length=16,
-    )
-    errors = {}
-    for step in (0.0, 1.0):
-        completer.step_size = step
-        out = completer.complete(frames, masks, generator=torch.Generator().manual_seed(0))
-        assert out.shape == frames.shape and torch.isfinite(out).all()
-        assert _known_equal(out, frames, masks)
-        errors[step] = completer.last_trace.latent_error
-    assert completer.last_trace.sampled_frames == 17 and completer.last_trace.latent_frames == 5
-    assert errors[1.0] < 0.5 * errors[0.0]
-
-
-def test_guided_first_last_frame_conditioning(wan_guided, masked_clip):
-    frames, masks = _small(masked_clip)
-    completer = _configure(wan_guided, num_inference_steps=2, guidance_steps=1)
-    completer.condition_last_frame = True
-    try:
-        out = completer.complete(frames, masks, generator=torch.Generator().manual_seed(0))
-    finally:
-        completer.condition_last_frame = False
-    assert _known_equal(out, frames, masks)
-    assert torch.isfinite(completer.last_trace.raw).all()
 
 
 def _telea(frame: torch.Tensor, known: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ def test_depth_anything_tiny(tiny_model):
     assert result.depth.shape == (40, 56) and result.depth.dtype == torch.float32
     assert torch.all(result.depth > 0) and result.depth.median() == pytest.approx(1.0)
     assert result.metric is False and result.focal_px is None
+    assert result.space == "disparity"  # an affine-invariant disparity: aligned in 1 / depth
     # depth is the inverse of the model's relative disparity: nearest where disparity peaks
     inputs = estimator._processor(images=Image.fromarray(to_uint8(image)), return_tensors="pt")
     with torch.no_grad():
@@ -58,7 +59,8 @@ def test_depth_pro_tiny_gives_metric_depth_and_focal(tiny_model):
     estimator = DepthProDepth(tiny_model("depth-pro"))
     result = estimator.estimate(torch.rand(3, 40, 56))
     assert result.depth.shape == (40, 56) and torch.all(result.depth > 0)
-    assert result.metric is True and result.focal_px is not None and result.focal_px > 0
+    assert result.metric is True and result.space == "depth"
+    assert result.focal_px is not None and result.focal_px > 0
 
 
 class _DepthProHeads(torch.nn.Module):
@@ -69,7 +71,8 @@ class _DepthProHeads(torch.nn.Module):
         self.inverse, self.fov = inverse, torch.tensor([fov_deg])
 
     def forward(self, pixel_values):
-        assert pixel_values.shape == (1, 3, *self.inverse.shape)
+        if pixel_values.shape != (1, 3, *self.inverse.shape):
+            raise ValueError(f"expected the model's input size, got {tuple(pixel_values.shape)}")
         return types.SimpleNamespace(predicted_depth=self.inverse[None], field_of_view=self.fov)
 
 

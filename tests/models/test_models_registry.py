@@ -19,6 +19,7 @@ from dreamjourney.models.depth import DepthAnythingDepth
 from dreamjourney.models.guided import GuidedCompleter
 from dreamjourney.models.registry import (
     BACKENDS,
+    NATIVE,
     PRESETS,
     build_backends,
     load_config,
@@ -51,6 +52,18 @@ def test_presets_build_without_loading_anything():
     offline.check_weights()  # needs none
     cog = build_backends("cogvideox")
     assert isinstance(cog.completer, GuidedCompleter) and cog.completer.family == "cogvideox-i2v"
+
+
+def test_wan_presets_run_the_models_in_their_native_regime():
+    for name in ("wan", "wan-guided"):
+        backends = build_backends(name)
+        for model in (backends.completer, backends.animator):
+            # Wan2.1 480P checkpoints: 832x480, their scheduler's shift 3.0 (5.0 is for 720P)
+            assert (model.height, model.width, model.flow_shift) == (480, 832, 3.0)
+        assert NATIVE[name].size == (832, 480) and NATIVE[name].clip_frames == 81
+    # a guided segment fills one clip: start view + frames + 4 + 4 padding
+    assert NATIVE["wan-guided"].frames + 1 + 2 * 4 == 81 == NATIVE["wan"].frames
+    assert NATIVE["cogvideox"].frames + 1 + 2 * 4 == 49 == NATIVE["cogvideox"].motion_frames + 1
 
 
 def test_config_overrides():
@@ -190,8 +203,42 @@ def test_models_command(tmp_path):
         "Wan-AI/Wan2.1-VACE-1.3B-diffusers",
     ):
         assert word in out
+    # the native regime of each real preset, and the journey flags that run it
+    assert "832x480" in out and "--size 832x480 --frames 72 --motion-frames 80" in out
+    assert "720x480" in out and "--size 720x480 --frames 40 --motion-frames 48" in out
     lines = [line for line in out.splitlines() if str(tmp_path / "local") in line]
     assert any("yes" in line for line in lines)
     assert any("Qwen/Qwen2.5-VL-7B-Instruct" in line and "no" in line for line in out.splitlines())
     bad = _cli("models", "--config", str(tmp_path / "missing.toml"), home=tmp_path)
     assert bad.returncode == 2 and "missing.toml" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_journey_defaults_to_the_presets_native_clip_and_checks_it_first(
+    tiny_model, tmp_path, monkeypatch, capsys
+):
+    from PIL import Image
+
+    from dreamjourney.cli import main
+
+    Image.new("RGB", (40, 30), (90, 140, 60)).save(tmp_path / "photo.png")
+    # the cogvideox preset with the tiny CogVideoX (17 frames) in place of CogVideoX-5b-I2V
+    tiny = tiny_model("cogvideox-i2v")
+    config = {
+        "preset": "cogvideox",
+        "depth": "heuristic",
+        "captioner": "template",
+        "completer": {"model": tiny},
+        "animator": {"model": tiny},
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(config))
+    args = ["journey", str(tmp_path / "photo.png"), "--out", str(tmp_path / "run")]
+    args += ["--config", str(tmp_path / "cfg.json")]
+    monkeypatch.setattr(sys, "argv", ["dreamjourney", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err
+    # no --frames: the preset's native 40 frames per segment, which the tiny model cannot hold;
+    # refused before anything is written
+    assert info.value.code == 2 and "Traceback" not in err
+    assert "--frames" in err and "at most 8 here, not 40" in err
+    assert not (tmp_path / "run").exists()

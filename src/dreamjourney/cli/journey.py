@@ -65,19 +65,36 @@ def journey(
     segments: int | None = typer.Option(
         None, "--segments", "-n", help="Total segments (default 3, or all of a camera file)."
     ),
-    frames: int = typer.Option(16, "--frames", "-f", help="Stage I frames per segment."),
+    frames: int | None = typer.Option(
+        None,
+        "--frames",
+        "-f",
+        help="Stage I frames per segment (default: 16, or what fills one clip of the preset's "
+        "models; see `dreamjourney models`).",
+    ),
     preset: str = typer.Option("offline", "--preset", help="Backends: offline, tiny, wan, ..."),
     config: Path | None = typer.Option(None, "--config", help="Backend config file (overrides)."),
     prompt: str | None = typer.Option(
         None, "--prompt", help="Use this prompt instead of captions."
     ),
     no_motion: bool = typer.Option(False, "--no-motion", help="Skip stage II (animation)."),
-    motion_frames: int = typer.Option(8, "--motion-frames", help="Animated frames per segment."),
-    size: str | None = typer.Option(
-        None, "--size", help="Frame size WxH (default: the photo's, at most 512 on its long side)."
+    motion_frames: int | None = typer.Option(
+        None,
+        "--motion-frames",
+        help="Animated frames per segment (default: 8, or what fills one clip of the preset's "
+        "animator).",
     ),
-    fov: float = typer.Option(
-        60.0, "--fov", help="Horizontal field of view of the photo, degrees."
+    size: str | None = typer.Option(
+        None,
+        "--size",
+        help="Frame size WxH (default: the preset models' native size, else the photo's, at "
+        "most 512 on its long side).",
+    ),
+    fov: float | None = typer.Option(
+        None,
+        "--fov",
+        help="Horizontal field of view of the photo, degrees (default: the depth model's "
+        "estimate, e.g. Depth Pro's, else 60).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of every generator."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
@@ -86,7 +103,7 @@ def journey(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """One photo -> a perpetual video flying along a camera path (DreamJourney)."""
-    from dreamjourney.models.registry import load_config
+    from dreamjourney.models.registry import NATIVE, load_config
     from dreamjourney.pipelines.journey import JourneyConfig, JourneyPipeline, default_size
 
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
@@ -94,8 +111,18 @@ def journey(
     if out.exists() and not out.is_dir():
         raise InputError("is a file, not a directory; choose another --out", source=out)
     photo = load_image(image)
-    width, height = parse_size(size) if size else default_size(photo.shape[2], photo.shape[1])
     backend_config = load_config(config) if config is not None else None
+    native = NATIVE.get((backend_config or {}).get("preset", preset))
+    if size:
+        width, height = parse_size(size)
+    elif native is not None:
+        width, height = native.size
+    else:
+        width, height = default_size(photo.shape[2], photo.shape[1])
+    if frames is None:
+        frames = native.frames if native is not None else 16
+    if motion_frames is None:
+        motion_frames = native.motion_frames if native is not None else 8
     pipe = JourneyPipeline.from_preset(preset, config=backend_config, device=device)
     pipe.backends.check_weights()  # a missing model is an error now, not after segment 3
     if pipe.backends.is_noise:

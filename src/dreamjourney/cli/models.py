@@ -16,7 +16,13 @@ def models(
     ),
 ) -> None:
     """List model roles, backends and presets, and which weights are found locally."""
-    from dreamjourney.models.registry import BACKENDS, PRESETS, load_config, resolve_specs
+    from dreamjourney.models.registry import (
+        BACKENDS,
+        NATIVE,
+        PRESETS,
+        load_config,
+        resolve_specs,
+    )
     from dreamjourney.models.weights import find_weights, hf_cache_dir
 
     backends = Table(title="Roles and backends")
@@ -52,6 +58,24 @@ def models(
         "[yellow]tiny[/]: random weights of the real architectures, built on first use: "
         "every code path runs, the output is noise."
     )
+
+    native = Table(title="Native regime of the real presets (the journey's defaults for them)")
+    native.add_column("preset")
+    native.add_column("clip size")
+    native.add_column("frames per clip")
+    native.add_column("journey defaults")
+    native.add_column("from")
+    for name, regime in NATIVE.items():
+        width, height = regime.size
+        native.add_row(
+            name,
+            f"{width}x{height}",
+            str(regime.clip_frames),
+            f"--size {width}x{height} --frames {regime.frames} "
+            f"--motion-frames {regime.motion_frames}",
+            regime.note,
+        )
+    console.print(native)
 
     found = Table(title=f"Weights (local directories and the Hugging Face cache {hf_cache_dir()})")
     found.add_column("model")

@@ -35,6 +35,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def partial_files(folder: str | Path) -> list[Path]:
+    """The temporary files of `atomic_path` left in `folder` (and below) by a killed process."""
+    return sorted(p for p in Path(folder).rglob(".*.tmp*") if p.is_file())
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

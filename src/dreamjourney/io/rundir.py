@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from dreamjourney.errors import InputError
-from dreamjourney.io.atomic import atomic_write_text
+from dreamjourney.io.atomic import atomic_write_text, partial_files
 
 MANIFEST_FORMAT = "dreamjourney.run/1"
 SEGMENT_FILES = ("render.mp4", "mask.mp4", "completed.mp4", "prompt.txt", "cameras.json")
@@ -73,6 +73,9 @@ class Manifest(BaseModel):
     seed: int
     num_segments: int = Field(description="segments the run is asked to have (grows on --extend)")
     scene_scale: float | None = Field(default=None, description="median depth of the photo")
+    fov_deg: float | None = Field(
+        default=None, description="horizontal field of view of the photo's camera, degrees"
+    )
     input_prompt: str | None = Field(default=None, description="caption of the photo")
     backends: dict[str, Any] = Field(default_factory=dict)
     device: str = "cpu"
@@ -240,6 +243,11 @@ class RunDir:
                     f"{config.get(key)!r} now){advice}",
                     source=where,
                 )
+
+    def remove_partial_files(self) -> None:
+        """Delete the temporary files of writes that a killed run never finished."""
+        for leftover in partial_files(self.root):
+            leftover.unlink(missing_ok=True)
 
     def save(self) -> None:
         """Write manifest.json atomically."""

@@ -1,12 +1,15 @@
-"""Video files through PyAV: a streaming writer (frames go to disk as they are made) and a reader.
+"""Video files through PyAV: a streaming writer (frames go to disk as they are made), a reader,
+and a lossless join of clips (their packets copied, not encoded again).
 
 Frames are float32 (3, H, W) in [0, 1]. Odd sizes are padded by one pixel for H.264 (yuv420p
-needs even sizes); the reader returns what the file holds.
+needs even sizes); the reader returns what the file holds. The same frames always encode to the
+same bytes, on any machine: see `x264_options`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +21,32 @@ from torch import Tensor
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_path
 from dreamjourney.io.images import to_uint8
+
+# x264's output depends on its thread count (frame threads change the rate control's view of
+# the future), so a fixed count makes the bytes the same on a 2-core laptop and a 64-core node.
+X264_THREADS = 4
+
+
+@functools.cache
+def _host_has_avx512() -> bool:
+    from llvmlite import binding  # numba's LLVM: asks the CPU itself, on every OS
+
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
+def x264_options(crf: int) -> dict[str, object]:
+    """libx264 options that encode the same frames to the same bytes on every run.
+
+    On CPUs with AVX-512, x264's AVX-512 kernels read uninitialised memory in the mb-tree rate
+    control, so one process can encode the same frames to different bitstreams (decoded frames
+    differed by up to 38/255). There x264 is limited to its AVX2 kernels, which are bit-exact
+    with the C code. Elsewhere x264 picks its kernels itself: naming a set the CPU lacks would
+    crash it with an illegal instruction.
+    """
+    options: dict[str, object] = {"crf": str(crf), "threads": str(X264_THREADS)}
+    if _host_has_avx512():
+        options["x264-params"] = "asm=AVX2"
+    return options
 
 
 class VideoWriter:
@@ -46,7 +75,7 @@ class VideoWriter:
             )
             stream.width, stream.height = w + w % 2, h + h % 2
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(self.crf)}
+            stream.options = x264_options(self.crf)
             self._stream = stream
         stream = self._stream
         if (w + w % 2, h + h % 2) != (stream.width, stream.height):
@@ -82,6 +111,61 @@ def write_video(path: str | Path, frames: Iterable[Tensor], *, fps: float = 24.0
     """Write a whole (T, 3, H, W) tensor or an iterable of frames."""
     with VideoWriter(path, fps=fps) as writer:
         writer.write_all(frames)
+
+
+def concat_videos(path: str | Path, sources: Sequence[str | Path]) -> int:
+    """Join video files made by `VideoWriter` into one MP4 without decoding or encoding them.
+
+    The packets are copied as they are, their timestamps shifted to follow one another, so the
+    joined file holds exactly the frames the sources hold. The sources must share the codec,
+    its parameters (size, profile) and time base, as clips from `VideoWriter` of one size do.
+    Written atomically; returns the number of frames.
+    """
+    if not sources:
+        raise ValueError("no videos to join")
+    # B-frames make a clip's decode times lead its presentation times; a clip too short for
+    # B-frames leads by less, so every clip's decode times are moved to the longest lead,
+    # which keeps them increasing across the joins
+    leads = [_decode_lead(source) for source in sources]
+    lead = max(leads)
+    frames = 0
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as out:
+        with av.open(str(sources[0])) as container:
+            template = container.streams.video[0]
+            out_stream = out.add_stream_from_template(template)
+            params = _stream_params(template)
+        offset = 0  # in the sources' time base
+        for source, clip_lead in zip(sources, leads, strict=True):
+            with av.open(str(source)) as container:
+                stream = container.streams.video[0]
+                if _stream_params(stream) != params:
+                    raise ValueError(
+                        f"{source}: its codec parameters or time base differ from {sources[0]}; "
+                        "clips can only be joined without re-encoding when they match"
+                    )
+                end = offset
+                for packet in container.demux(stream):
+                    if packet.size == 0:  # the demuxer's empty end-of-stream packet
+                        continue
+                    end = max(end, offset + packet.pts + packet.duration)
+                    packet.pts += offset
+                    packet.dts += offset - (lead - clip_lead)
+                    packet.stream = out_stream
+                    out.mux(packet)
+                    frames += 1
+                offset = end
+    return frames
+
+
+def _stream_params(stream: av.video.stream.VideoStream) -> tuple:
+    return (stream.codec_context.extradata, stream.time_base, stream.width, stream.height)
+
+
+def _decode_lead(path: str | Path) -> int:
+    """How far a clip's first decode time precedes its first presentation time (time base)."""
+    with av.open(str(path)) as container:
+        packet = next(container.demux(container.streams.video[0]))
+        return packet.pts - packet.dts
 
 
 def iter_video(path: str | Path) -> Iterator[Tensor]:

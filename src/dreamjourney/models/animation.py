@@ -1,9 +1,10 @@
 """Stage II animation: a still view -> a short clip of it with things moving, camera fixed.
 
 One backend class over diffusers' image-to-video pipelines (Wan, CogVideoX, LTX). The clip is
-generated at a working size the model accepts (the image's size rounded to the model's multiple
-unless `height`/`width` are given) and a valid frame count (`temporal*k + 1`), then resized
-back to the image's size and cut to the requested frame count.
+generated at a size and frame count the model accepts: its fixed native size and frame count
+when it has learned positional embeddings (CogVideoX-5b-I2V: 720x480, 49 frames), else the
+image's size (or `height`/`width`) rounded to the model's multiple and the next valid count
+(`temporal*k + 1`); it is then cut to the requested frame count and resized to the image's size.
 """
 
 from __future__ import annotations
@@ -14,38 +15,69 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dreamjourney.errors import InputError
 from dreamjourney.models.protocols import Progress
 from dreamjourney.models.video_common import (
+    LTX_NEGATIVE_PROMPT,
+    WAN_NEGATIVE_PROMPT,
+    ClipGrid,
+    at_model_size,
+    check_requested_size,
+    native_grid,
     pipeline_frames,
-    resize_video,
+    set_flow_shift,
     step_callback,
     to_pil,
-    valid_frame_count,
-    working_size,
+    transformer_config,
 )
 from dreamjourney.models.weights import MemoryOptions, load_pipeline, resolve_weights
 
 
 @dataclass(frozen=True)
 class I2VFamily:
-    """What differs between image-to-video families: pipeline class, frame and size rules."""
+    """What differs between image-to-video families.
+
+    pipeline: the diffusers pipeline class name; default_model: its usual checkpoint.
+    grid: the clip shapes the family accepts (narrowed per checkpoint by `native_grid`).
+    default_steps / default_guidance / negative_prompt: the model cards' sampler settings.
+    fp32: components kept in float32 under a lower `dtype` (as the model cards load them).
+    """
 
     pipeline: str
     default_model: str
-    temporal: int
-    multiple: int
+    grid: ClipGrid
     default_steps: int
     default_guidance: float
+    negative_prompt: str
+    fp32: tuple[str, ...] = ()
 
 
 FAMILIES = {
     "wan-i2v": I2VFamily(
-        "WanImageToVideoPipeline", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", 4, 16, 40, 5.0
+        "WanImageToVideoPipeline",
+        "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+        ClipGrid(temporal=4, spatial=8, patch=2),
+        40,
+        5.0,
+        WAN_NEGATIVE_PROMPT,
+        fp32=("vae", "image_encoder"),
     ),
     "cogvideox-i2v": I2VFamily(
-        "CogVideoXImageToVideoPipeline", "THUDM/CogVideoX-5b-I2V", 4, 16, 50, 6.0
+        "CogVideoXImageToVideoPipeline",
+        "THUDM/CogVideoX-5b-I2V",
+        ClipGrid(temporal=4, spatial=8, patch=2),
+        50,
+        6.0,
+        "",
     ),
-    "ltx-i2v": I2VFamily("LTXImageToVideoPipeline", "Lightricks/LTX-Video", 8, 32, 50, 3.0),
+    "ltx-i2v": I2VFamily(
+        "LTXImageToVideoPipeline",
+        "Lightricks/LTX-Video",
+        ClipGrid(temporal=8, spatial=32, patch=1),
+        50,
+        3.0,
+        LTX_NEGATIVE_PROMPT,
+    ),
 }
 
 
@@ -53,8 +85,11 @@ class I2VAnimator:
     """Image-to-video animation with a diffusers pipeline of family `family` (see `FAMILIES`).
 
     model: hub id, local directory or `tiny:<name>`; default the family's usual checkpoint.
-    num_inference_steps / guidance_scale: sampler settings (family defaults when None).
-    height / width: working size (None: the image's, rounded to the model's multiple).
+    num_inference_steps / guidance_scale / negative_prompt: sampler settings (the family's
+        model-card values when None).
+    flow_shift: the scheduler's timestep shift (None: the checkpoint's; flow-matching families).
+    height / width: working size (None: the image's, rounded to the model's multiple); a
+        model with a fixed native size always runs at it.
     memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`).
     """
 
@@ -67,7 +102,8 @@ class I2VAnimator:
         memory: MemoryOptions | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
-        negative_prompt: str = "",
+        negative_prompt: str | None = None,
+        flow_shift: float | None = None,
         height: int | None = None,
         width: int | None = None,
     ):
@@ -80,22 +116,46 @@ class I2VAnimator:
         self.guidance_scale = (
             self.family.default_guidance if guidance_scale is None else guidance_scale
         )
-        self.negative_prompt = negative_prompt
+        self.negative_prompt = (
+            self.family.negative_prompt if negative_prompt is None else negative_prompt
+        )
+        self.flow_shift = flow_shift
         self.height = height
         self.width = width
         self._pipe: Any = None
+        self._grid: ClipGrid | None = None
 
     def check_weights(self) -> None:
         resolve_weights(self.model_id, role="animator")
+
+    def grid(self) -> ClipGrid:
+        """The clip shapes this checkpoint accepts (reads its transformer config, no weights)."""
+        if self._grid is None:
+            config = transformer_config(resolve_weights(self.model_id, role="animator"))
+            grid = native_grid(self.family.grid, config)
+            check_requested_size(grid, self.height, self.width, field="animator")
+            self._grid = grid
+        return self._grid
+
+    def max_frames(self) -> int | None:
+        """The most frames one `animate` call can return (None: any number)."""
+        return self.grid().frames
 
     def _load(self) -> Any:
         if self._pipe is None:
             import diffusers
 
             cls = getattr(diffusers, self.family.pipeline)
-            self._pipe = load_pipeline(
-                cls, self.model_id, role="animator", device=self.device, memory=self.memory
+            pipe = load_pipeline(
+                cls,
+                self.model_id,
+                role="animator",
+                device=self.device,
+                memory=self.memory,
+                fp32=self.family.fp32,
             )
+            set_flow_shift(pipe, self.flow_shift, field="animator.flow_shift")
+            self._pipe = pipe
         return self._pipe
 
     @torch.no_grad()
@@ -109,25 +169,35 @@ class I2VAnimator:
         progress: Progress | None = None,
     ) -> Tensor:
         """`(num_frames,3,H,W)` in [0,1] at `image`'s size `(3,H,W)`."""
+        grid = self.grid()
+        count = grid.frame_count(num_frames)
+        if count is None:
+            raise InputError(
+                f"{self.model_id} generates exactly {grid.frames} frames, not {num_frames}",
+                field="--motion-frames",
+            )
         pipe = self._load()
         height, width = image.shape[-2:]
-        work_h, work_w = working_size(
-            self.height or height, self.width or width, self.family.multiple
-        )
-        frames_needed = valid_frame_count(num_frames, self.family.temporal)
-        pil = to_pil(resize_video(image[None].float(), work_h, work_w)[0])
-        out = pipe(
-            image=pil,
-            prompt=prompt,
-            negative_prompt=self.negative_prompt,
-            height=work_h,
-            width=work_w,
-            num_frames=frames_needed,
-            num_inference_steps=self.num_inference_steps,
-            guidance_scale=self.guidance_scale,
-            generator=generator,
-            output_type="pt",
-            callback_on_step_end=step_callback(progress, self.num_inference_steps),
-        )
-        frames = pipeline_frames(out)[:num_frames].cpu()
-        return resize_video(frames, height, width)
+        size = grid.model_size(self.height or height, self.width or width)
+        extra = {}
+        if "max_text_seq_length" in pipe.transformer.config:  # CogVideoX: its text length
+            extra["max_sequence_length"] = pipe.transformer.config.max_text_seq_length
+
+        def generate(frames: Tensor, _: Tensor) -> Tensor:
+            out = pipe(
+                image=to_pil(frames[0]),
+                prompt=prompt,
+                negative_prompt=self.negative_prompt,
+                height=size[0],
+                width=size[1],
+                num_frames=count,
+                num_inference_steps=self.num_inference_steps,
+                guidance_scale=self.guidance_scale,
+                generator=generator,
+                output_type="pt",
+                callback_on_step_end=step_callback(progress, self.num_inference_steps),
+                **extra,
+            )
+            return pipeline_frames(out).cpu()
+
+        return at_model_size(generate, image[None].float().cpu(), size, slice(0, num_frames))

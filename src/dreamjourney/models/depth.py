@@ -1,7 +1,8 @@
 """Depth backends: Depth Anything V2 and Depth Pro (transformers), heuristic pop-up, a user file.
 
 Every backend returns z-depth `(H,W)` at the input image's resolution. Relative estimators say
-`metric=False` and are normalised to a median depth of 1.
+`metric=False` and are normalised to a median depth of 1; those whose output is an
+affine-invariant disparity say `space="disparity"` (align them in 1 / depth).
 """
 
 from __future__ import annotations
@@ -81,14 +82,18 @@ class DepthAnythingDepth:
 
     @torch.no_grad()
     def estimate(self, image: Tensor) -> DepthResult:
-        """z-depth `(H,W)` of `image` `(3,H,W)`, median 1, `metric=False`."""
+        """z-depth `(H,W)` of `image` `(3,H,W)`, median 1, `metric=False`.
+
+        The model's output is an affine-invariant disparity, so the depth is right up to a
+        scale and shift of its inverse: `space="disparity"`.
+        """
         self._load()
         height, width = image.shape[-2:]
         inputs = self._processor(images=Image.fromarray(to_uint8(image)), return_tensors="pt")
         pixels = inputs["pixel_values"].to(self.device, self.dtype)
         disparity = self._model(pixel_values=pixels).predicted_depth[0].float().cpu()
         depth = disparity_to_depth(_resize(disparity, height, width), range_ratio=self.range_ratio)
-        return DepthResult(depth=depth.contiguous(), metric=False, focal_px=None)
+        return DepthResult(depth=depth.contiguous(), metric=False, focal_px=None, space="disparity")
 
 
 class DepthProDepth:

@@ -1,31 +1,37 @@
 """`guided` completion: DreamJourney's stage I sampler, training-free, around an I2V model.
 
-The clip's first frame conditions an image-to-video model (Wan I2V or CogVideoX I2V, driven
-through their diffusers components: transformer, VAE, scheduler, text and image encoders); the
-partial clip, encoded by the same VAE, steers the sampling:
+An image-to-video model (Wan I2V / FLF2V or CogVideoX I2V, driven through their diffusers
+components: transformer, VAE, scheduler, text and image encoders) is conditioned on complete
+frames and steered toward the partial clip, as the official DreamJourney sampler does:
 
+* **complete conditioning**: the clip opens with the complete view it continues from
+  (`context.start_view`, every pixel known), which is the I2V image and the CLIP image; with
+  `condition_last_frame` (first-last-frame models) the clip's last frame is the second one;
+* **pre-fill**: holes are filled by OpenCV Telea before VAE encoding (`telea_fill`), so latent
+  cells that are mostly known are not darkened by black holes;
 * **known cells**: a latent cell (one latent frame x one VAE block) is known when more than
   `known_threshold` (80%) of the pixels it covers are known;
-* **posterior guidance**: at each guided step the predicted clean latent `x0` is pulled toward
-  the encoded clip on known cells: `x0 <- x0 - step_size * g / std(g)`, where
-  `g = M * (x0 - z_known)` is the gradient of the masked squared error `0.5 |M (x0 - z)|^2`
-  and `std(g)` is taken over the known cells;
-* **resampling** (RePaint): after a guided step from sigma_i to sigma_{i+1}, the latent is
-  re-noised back to sigma_i and the step is taken again, `resample_rounds` extra times;
+* **posterior guidance** (`guidance_step`): at each guided step the noisy latent `x_t` moves
+  against the gradient of the masked squared error between the model's clean estimate and the
+  encoded clip, normalised by its std over the whole tensor and scaled by `lr * sqrt(sigma)`
+  (lr 0.025); the model is then evaluated again at the moved latent for the step itself;
+* **resampling** (RePaint, optional): after a step from sigma_i to sigma_{i+1} the latent is
+  re-noised back to sigma_i and the step taken again, `resample_rounds` extra times;
 * **early stopping**: guidance and resampling run for the first `guidance_steps` steps only
   (20 of 25 by default); the remaining steps denoise freely;
 * **view padding**: the first and last frames are repeated `temporal` times (one latent frame,
-  4 frames for Wan) at each end before encoding and cut after decoding, so `T` frames are
-  sampled as `T + 2*temporal`.
+  4 frames for Wan) at each end before encoding and cut after decoding.
 
 Steps are first-order (DDIM, which equals Euler in flow-matching form `x_s = (1-s) x0 + s eps`)
 on the model's own noise schedule; a DDPM-style model (CogVideoX, v-prediction) is run in the
 same form through `x_s = x_t / (sqrt(a) + sqrt(1-a))`, `s = sqrt(1-a) / (sqrt(a) + sqrt(1-a))`.
-The clip is then decoded, padding cut, and the known pixels copied from the input.
+The clip is sampled at the model's size (CogVideoX-5b-I2V: its native 720x480 and 49 frames),
+decoded, cut, resized back, and the known pixels are copied from the input.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,13 +42,42 @@ from torch import Tensor
 from dreamjourney.errors import InputError
 from dreamjourney.models.protocols import CompletionContext, Progress
 from dreamjourney.models.video_common import (
-    resize_masks,
-    resize_video,
+    WAN_NEGATIVE_PROMPT,
+    ClipGrid,
+    at_model_size,
+    check_requested_size,
+    native_grid,
+    pad_clip,
+    set_flow_shift,
+    telea_fill,
     to_pil,
-    valid_frame_count,
-    working_size,
+    transformer_config,
 )
 from dreamjourney.models.weights import MemoryOptions, load_pipeline, resolve_weights
+
+# diffusers' Wan attention splits image from text tokens at 512 from the end of the context.
+WAN_TEXT_LENGTH = 512
+
+
+def guidance_step(
+    x: Tensor, x0: Tensor, target: Tensor, mask: Tensor, sigma: float, lr: float
+) -> Tensor:
+    """One posterior-guidance step on the noisy latent `x` at flow-matching noise level `sigma`.
+
+    The gradient of the masked squared error `|mask * (x0 - target)|^2` between the model's
+    clean estimate `x0` and the encoded clip `target` is taken with respect to `x` through the
+    identity (the official sampler differentiates with respect to a latent its model input is
+    detached from), normalised by its standard deviation over the whole tensor, zeros of the
+    unknown cells included, and scaled by `lr * sqrt(sigma_ve)`, where `sigma_ve = s / (1 - s)`
+    is the noise level of the variance-exploding latent `x_ve = x0 + sigma_ve * eps` the
+    official sampler steps on; on our `x = x_ve / (1 + sigma_ve)` that is a step of
+    `lr * sqrt(s * (1 - s))`. All tensors have `x`'s shape; returns the moved `x`.
+    """
+    g = mask * (x0 - target)
+    std = g.std()
+    if not bool(std > 0):
+        return x
+    return x - lr * math.sqrt(max(sigma * (1.0 - sigma), 0.0)) * g / std
 
 
 @dataclass
@@ -59,10 +94,12 @@ class GuidedStep:
 class GuidedTrace:
     """What the sampler did, for inspection and tests.
 
-    sampled_frames: frames sampled (input + padding + rounding to `temporal*k + 1`).
+    sampled_frames: frames sampled (start view + input + padding, up to the model's count).
     latent_frames: latent frames the transformer saw.
-    pad_front / pad_back: frames added before / after the input (cut after decoding).
+    pad_front / pad_back: frames added before / after the start view and input (cut after
+        decoding); lead: 1 when a start view opened the clip, else 0.
     known_cells: fraction of latent cells counted as known.
+    size: `(height, width)` the model ran at.
     steps: one `GuidedStep` per denoising step.
     raw: the decoded clip `(T,3,H,W)` before known pixels are copied back.
     latent_error: mean squared error on known cells between final latents and the encoded clip.
@@ -72,7 +109,9 @@ class GuidedTrace:
     latent_frames: int = 0
     pad_front: int = 0
     pad_back: int = 0
+    lead: int = 0
     known_cells: float = 0.0
+    size: tuple[int, int] = (0, 0)
     steps: list[GuidedStep] = field(default_factory=list)
     raw: Tensor | None = None
     latent_error: float = 0.0
@@ -83,6 +122,7 @@ class _I2VModel:
 
     pipe: Any
     owner: GuidedCompleter
+    grid: ClipGrid
     text_length: int
     cfg: bool
 
@@ -94,7 +134,7 @@ class _I2VModel:
             prompt=prompt,
             negative_prompt=owner.negative_prompt,
             do_classifier_free_guidance=self.cfg,
-            max_sequence_length=owner.max_sequence_length or self.text_length,
+            max_sequence_length=self.text_length,
             device=self.pipe._execution_device,
         )
 
@@ -110,11 +150,14 @@ class _I2VModel:
 
 
 class _WanI2V(_I2VModel):
-    """Wan I2V (2.1 with a CLIP image encoder, or without one) in flow-matching form."""
+    """Wan 2.1 I2V / FLF2V (CLIP image tokens, image latents as channels), flow matching."""
 
     default_model = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
     pipeline = "WanImageToVideoPipeline"
-    text_length = 512
+    family_grid = ClipGrid(temporal=4, spatial=8, patch=2)
+    negative_prompt = WAN_NEGATIVE_PROMPT
+    fp32 = ("vae", "image_encoder")
+    text_length = WAN_TEXT_LENGTH
 
     def __init__(self, pipe: Any, owner: GuidedCompleter):
         if pipe.config.expand_timesteps or pipe.transformer_2 is not None:
@@ -123,20 +166,28 @@ class _WanI2V(_I2VModel):
                 "image latents as channels), not Wan 2.2 TI2V or two-expert models",
                 field="completer.model",
             )
+        config = pipe.transformer.config
+        # a first-last-frame transformer embeds the two frames' CLIP tokens with positions
+        if owner.condition_last_frame and config.pos_embed_seq_len is None:
+            raise InputError(
+                f"condition_last_frame needs a first-last-frame model (its transformer has "
+                f"pos_embed_seq_len, e.g. Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers); "
+                f"{owner.model_id} has none",
+                field="completer.condition_last_frame",
+            )
         self.pipe = pipe
         self.owner = owner
-        self.temporal = pipe.vae_scale_factor_temporal
-        self.spatial = pipe.vae_scale_factor_spatial
-        self.multiple = self.spatial * pipe.transformer.config.patch_size[-1]
-        cfg = pipe.vae.config
-        self.mean = torch.tensor(cfg.latents_mean).view(1, cfg.z_dim, 1, 1, 1)
-        self.std = torch.tensor(cfg.latents_std).view(1, cfg.z_dim, 1, 1, 1)
+        self.grid = ClipGrid(
+            pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial, config.patch_size[-1]
+        )
+        vae = pipe.vae.config
+        self.mean = torch.tensor(vae.latents_mean).view(1, vae.z_dim, 1, 1, 1)
+        self.std = torch.tensor(vae.latents_std).view(1, vae.z_dim, 1, 1, 1)
 
     def encode(self, video: Tensor) -> Tensor:
         """`(T,3,H,W)` in [0,1] -> normalised latents `(1,C,L,h,w)`."""
         vae = self.pipe.vae
-        x = self.vae_input(video)
-        z = vae.encode(x).latent_dist.mode().float()
+        z = vae.encode(self.vae_input(video)).latent_dist.mode().float()
         return (z - self.mean.to(z)) / self.std.to(z)
 
     def decode(self, z: Tensor) -> Tensor:
@@ -149,6 +200,7 @@ class _WanI2V(_I2VModel):
         return cells[None, None].expand_as(like).to(like)
 
     def prepare(self, video: Tensor, prompt: str, generator: Any) -> Tensor:
+        """Condition on `video[0]` (and `video[-1]`), encode the prompt; -> initial noise."""
         owner, pipe = self.owner, self.pipe
         device = pipe._execution_device
         frames, _, height, width = video.shape
@@ -157,9 +209,9 @@ class _WanI2V(_I2VModel):
         first, last = to_pil(video[0]), to_pil(video[-1])
         self.image_embeds = None
         if pipe.image_encoder is not None:
+            # (1 or 2, tokens, dim): a first-last-frame embedder joins the two frames itself
             images = [first, last] if owner.condition_last_frame else first
-            image_embeds = pipe.encode_image(images, device).to(dtype)
-            self.image_embeds = image_embeds.reshape(1, -1, image_embeds.shape[-1])
+            self.image_embeds = pipe.encode_image(images, device).to(dtype)
         proc = pipe.video_processor
         image = proc.preprocess(first, height=height, width=width).to(device, torch.float32)
         last_image = None
@@ -197,7 +249,9 @@ class _CogVideoXI2V(_I2VModel):
 
     default_model = "THUDM/CogVideoX-5b-I2V"
     pipeline = "CogVideoXImageToVideoPipeline"
-    text_length = 226
+    family_grid = ClipGrid(temporal=4, spatial=8, patch=2)
+    negative_prompt = ""
+    fp32: tuple[str, ...] = ()
 
     def __init__(self, pipe: Any, owner: GuidedCompleter):
         self.pipe = pipe
@@ -208,16 +262,21 @@ class _CogVideoXI2V(_I2VModel):
                 "the guided sampler supports CogVideoX 1.0 I2V (no temporal patches), not 1.5",
                 field="completer.model",
             )
-        self.temporal = pipe.vae_scale_factor_temporal
-        self.spatial = pipe.vae_scale_factor_spatial
-        self.multiple = self.spatial * config.patch_size
+        if owner.condition_last_frame:
+            raise InputError(
+                "CogVideoX I2V conditions on one frame", field="completer.condition_last_frame"
+            )
+        grid = ClipGrid(
+            pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial, config.patch_size
+        )
+        self.grid = native_grid(grid, config)
+        self.text_length = config.max_text_seq_length
         self.scale = pipe.vae.config.scaling_factor
 
     def encode(self, video: Tensor) -> Tensor:
         """`(T,3,H,W)` in [0,1] -> scaled latents `(1,L,C,h,w)`."""
         vae = self.pipe.vae
-        x = self.vae_input(video)
-        z = vae.encode(x).latent_dist.mode().float() * self.scale
+        z = vae.encode(self.vae_input(video)).latent_dist.mode().float() * self.scale
         return z.permute(0, 2, 1, 3, 4)
 
     def decode(self, z: Tensor) -> Tensor:
@@ -230,6 +289,7 @@ class _CogVideoXI2V(_I2VModel):
         return cells[None, :, None].expand_as(like).to(like)
 
     def prepare(self, video: Tensor, prompt: str, generator: Any) -> Tensor:
+        """Condition on `video[0]`, encode the prompt; -> initial noise (flow-matching form)."""
         owner, pipe = self.owner, self.pipe
         device = pipe._execution_device
         frames, _, height, width = video.shape
@@ -284,21 +344,24 @@ _FAMILIES: dict[str, Any] = {"wan-i2v": _WanI2V, "cogvideox-i2v": _CogVideoXI2V}
 class GuidedCompleter:
     """Training-free guided completion around an image-to-video pipeline.
 
-    family: `"wan-i2v"` (default) or `"cogvideox-i2v"`.
+    family: `"wan-i2v"` (default; Wan 2.1 I2V or FLF2V) or `"cogvideox-i2v"`.
     model: hub id (default Wan2.1 I2V 14B 480P / CogVideoX-5b-I2V), local directory or
         `tiny:<family>`.
     num_inference_steps: denoising steps (25).
     guidance_steps: steps (from the start) that get guidance and resampling (20); the rest
         denoise freely (early stopping). `guidance_steps >= num_inference_steps` disables it.
-    step_size: guidance step on the normalised gradient (0 turns guidance off).
-    resample_rounds: extra re-noise/denoise rounds per guided step (1).
+    lr: the guidance step's learning rate (0.025, the official value; 0 turns guidance off).
+    resample_rounds: extra RePaint re-noise/denoise rounds per guided step (1; 0 turns it off).
     known_threshold: fraction of known pixels above which a latent cell is known (0.8).
     view_padding: repeat first/last frames for one latent frame at each end (True).
     cfg_scale: classifier-free guidance scale of the prompt (5.0; <= 1 skips the second pass).
-    condition_last_frame: also condition on the last frame (Wan first-last-frame models).
-    max_sequence_length: text tokens (None: the model's own, 512 for Wan, 226 for CogVideoX).
-    height / width: working size (None: the clip's, rounded to the model's multiple).
-    memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`).
+    negative_prompt: the model card's by default (Wan's; none for CogVideoX).
+    condition_last_frame: also condition on the last frame (first-last-frame models).
+    flow_shift: the scheduler's timestep shift (None: the checkpoint's; Wan only).
+    height / width: working size (None: the clip's, rounded to the model's multiple); a model
+        with a fixed native size (CogVideoX-5b-I2V) always runs at it.
+    memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`); Wan's VAE and image
+        encoder stay float32.
     """
 
     name = "guided"
@@ -312,14 +375,14 @@ class GuidedCompleter:
         memory: MemoryOptions | None = None,
         num_inference_steps: int = 25,
         guidance_steps: int = 20,
-        step_size: float = 0.5,
+        lr: float = 0.025,
         resample_rounds: int = 1,
         known_threshold: float = 0.8,
         view_padding: bool = True,
         cfg_scale: float = 5.0,
-        negative_prompt: str = "",
+        negative_prompt: str | None = None,
         condition_last_frame: bool = False,
-        max_sequence_length: int | None = None,
+        flow_shift: float | None = None,
         height: int | None = None,
         width: int | None = None,
     ):
@@ -327,20 +390,23 @@ class GuidedCompleter:
             raise InputError(
                 f"unknown family {family!r}; use {', '.join(_FAMILIES)}", field="completer.family"
             )
+        adapter = _FAMILIES[family]
         self.family = family
-        self.model_id = model or _FAMILIES[family].default_model
+        self.model_id = model or adapter.default_model
         self.device = device
         self.memory = memory or MemoryOptions()
         self.num_inference_steps = num_inference_steps
         self.guidance_steps = guidance_steps
-        self.step_size = step_size
+        self.lr = lr
         self.resample_rounds = resample_rounds
         self.known_threshold = known_threshold
         self.view_padding = view_padding
         self.cfg_scale = cfg_scale
-        self.negative_prompt = negative_prompt
+        self.negative_prompt = (
+            adapter.negative_prompt if negative_prompt is None else negative_prompt
+        )
         self.condition_last_frame = condition_last_frame
-        self.max_sequence_length = max_sequence_length
+        self.flow_shift = flow_shift
         self.height = height
         self.width = width
         self.last_trace: GuidedTrace | None = None
@@ -348,6 +414,22 @@ class GuidedCompleter:
 
     def check_weights(self) -> None:
         resolve_weights(self.model_id, role="completer")
+
+    def max_frames(self) -> int | None:
+        """The most frames one `complete` call with a start view can fill (None: any number).
+
+        Reads the checkpoint's transformer config only (no weights).
+        """
+        adapter = _FAMILIES[self.family]
+        config = transformer_config(resolve_weights(self.model_id, role="completer"))
+        grid = native_grid(adapter.family_grid, config)
+        check_requested_size(grid, self.height, self.width, field="completer")
+        if grid.frames is None:
+            return None
+        return grid.frames - 1 - 2 * self._padding(grid)
+
+    def _padding(self, grid: ClipGrid) -> int:
+        return grid.temporal if self.view_padding else 0
 
     def _load(self) -> Any:
         if self._model is None:
@@ -360,8 +442,12 @@ class GuidedCompleter:
                 role="completer",
                 device=self.device,
                 memory=self.memory,
+                fp32=adapter.fp32,
             )
-            self._model = adapter(pipe, self)
+            set_flow_shift(pipe, self.flow_shift, field="completer.flow_shift")
+            model = adapter(pipe, self)
+            check_requested_size(model.grid, self.height, self.width, field="completer")
+            self._model = model
         return self._model
 
     def known_cells(self, masks: Tensor, temporal: int, spatial: int) -> Tensor:
@@ -389,60 +475,90 @@ class GuidedCompleter:
     ) -> Tensor:
         """`(T,3,H,W)` in [0,1], holes generated, known pixels equal to `frames`.
 
-        The sampler's record is left in `self.last_trace` (a `GuidedTrace`).
+        `context.start_view`, when given, opens the sampled clip as a complete frame. The
+        sampler's record is left in `self.last_trace` (a `GuidedTrace`).
         """
-        from diffusers.utils.torch_utils import randn_tensor
-
         model = self._load()
+        grid = model.grid
         frames, masks = frames.float().cpu(), masks.bool().cpu()
         total, _, height, width = frames.shape
-        temporal = model.temporal
-        work_h, work_w = working_size(self.height or height, self.width or width, model.multiple)
-
-        pad = temporal if self.view_padding else 0
-        count = valid_frame_count(total + 2 * pad, temporal)
-        back = count - total - pad
-        video = torch.cat(
-            [frames[:1].expand(pad, -1, -1, -1), frames, frames[-1:].expand(back, -1, -1, -1)]
+        start = None if context is None else context.start_view
+        if start is not None:
+            frames_in = torch.cat([start[None].float().cpu(), frames])
+            masks_in = torch.cat([torch.ones_like(masks[:1]), masks])
+        else:
+            frames_in, masks_in = frames, masks
+        lead = len(frames_in) - total
+        pad = self._padding(grid)
+        count = grid.frame_count(len(frames_in) + 2 * pad)
+        if count is None:
+            raise InputError(
+                f"{self.model_id} samples exactly {grid.frames} frames; {total} frames "
+                f"(+{lead} start view, +{2 * pad} view padding) do not fit",
+                field="completer",
+            )
+        back = count - len(frames_in) - pad
+        video, known = pad_clip(frames_in, masks_in, pad, back)
+        video = telea_fill(video, known)
+        size = grid.model_size(self.height or height, self.width or width)
+        trace = GuidedTrace(
+            sampled_frames=count, pad_front=pad, pad_back=back, lead=lead, size=size
         )
-        known = torch.cat([masks[:1].expand(pad, -1, -1), masks, masks[-1:].expand(back, -1, -1)])
-        video = resize_video(video, work_h, work_w)
-        known = resize_masks(known, work_h, work_w)
+        keep = slice(pad + lead, pad + lead + total)
+        decoded = at_model_size(
+            lambda clip, clip_known: self._sample(
+                model, clip, clip_known, prompt, generator, progress, trace
+            ),
+            video,
+            size,
+            keep,
+            masks=known,
+        )
+        trace.raw = decoded
+        self.last_trace = trace
+        return torch.where(masks[:, None], frames, decoded)
+
+    def _sample(
+        self,
+        model: Any,
+        video: Tensor,
+        known: Tensor,
+        prompt: str,
+        generator: torch.Generator | None,
+        progress: Progress | None,
+        trace: GuidedTrace,
+    ) -> Tensor:
+        """Guided sampling of the filled clip `video` `(N,3,h,w)` at the model's size, with
+        known pixels `known` `(N,h,w)` -> the decoded clip `(N,3,h,w)`."""
+        from diffusers.utils.torch_utils import randn_tensor
 
         z_known = model.encode(video)
-        cells = self.known_cells(known, temporal, model.spatial)
+        cells = self.known_cells(known, model.grid.temporal, model.grid.spatial)
         mask = model.cell_mask(cells, z_known)
         x = model.prepare(video, prompt, generator)
         sigmas = model.sigmas
-        trace = GuidedTrace(
-            sampled_frames=count,
-            latent_frames=cells.shape[0],
-            pad_front=pad,
-            pad_back=back,
-            known_cells=float(cells.float().mean()),
-        )
+        trace.latent_frames = cells.shape[0]
+        trace.known_cells = float(cells.float().mean())
         passes = 2 if model.negative is not None else 1
+        steer = self.lr > 0 and bool(cells.any())
         steps = len(sigmas) - 1
         for i in range(steps):
             s, s_next = sigmas[i], sigmas[i + 1]
             guided = i < self.guidance_steps
             rounds = self.resample_rounds if guided else 0
             for r in range(rounds + 1):
+                if guided and steer:
+                    x0 = model.predict_x0(x, i)
+                    x = guidance_step(x, x0, z_known, mask, float(s), self.lr)
                 x0 = model.predict_x0(x, i)
-                if guided and self.step_size > 0 and bool(cells.any()):
-                    g = mask * (x0 - z_known)
-                    x0 = x0 - self.step_size * g / g[mask.bool()].std().clamp_min(1e-6)
                 x = (s_next / s) * x + (1 - s_next / s) * x0
                 if r < rounds:
                     a = (1 - s) / (1 - s_next)
                     b = (s**2 - (a * s_next) ** 2).clamp_min(0).sqrt()
                     x = a * x + b * randn_tensor(x.shape, generator=generator, device=x.device)
-            trace.steps.append(GuidedStep(i, float(s), guided, (rounds + 1) * passes))
+            evals = (rounds + 1) * (2 if guided and steer else 1) * passes
+            trace.steps.append(GuidedStep(i, float(s), guided, evals))
             if progress is not None:
                 progress(i + 1, steps)
-
         trace.latent_error = float(((x - z_known) ** 2 * mask).sum() / mask.sum().clamp_min(1))
-        decoded = resize_video(model.decode(x)[pad : pad + total], height, width)
-        trace.raw = decoded
-        self.last_trace = trace
-        return torch.where(masks[:, None], frames, decoded)
+        return model.decode(x)

@@ -28,11 +28,15 @@ class DepthResult:
         up to an unknown scale (relative estimators are normalised to a median of 1).
     metric: whether `depth` is in metres.
     focal_px: the focal length in pixels of the input image the estimator inferred, if any.
+    space: where the estimate is right up to a scale and a shift, so where to align it:
+        `"disparity"` (1 / depth) for affine-invariant disparity models such as Depth
+        Anything, `"depth"` for metric and other depth estimates.
     """
 
     depth: Tensor
     metric: bool
     focal_px: float | None = None
+    space: str = "depth"
 
 
 @runtime_checkable
@@ -49,10 +53,13 @@ class CompletionContext:
     cameras: the `T` cameras of the clip.
     rerender: given the completed last frame `(3,H,W)`, lift it into a copy of the world and
         render all `T` cameras again: returns frames `(T,3,H,W)` and known masks `(T,H,W)`.
+    start_view: the complete view `(3,H,W)` the clip continues from (the frame shown just
+        before its first frame), or None.
     """
 
     cameras: Cameras
     rerender: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
+    start_view: Tensor | None = None
 
 
 @runtime_checkable

@@ -108,6 +108,8 @@ BACKENDS: dict[str, dict[str, BackendEntry]] = {
 """role -> backend name -> how to build it."""
 
 _TINY_STEPS = {"num_inference_steps": 2}
+# Wan 2.1 480P checkpoints: trained at 832x480; their scheduler's shift is 3.0 (5.0 for 720P)
+_WAN_480P = {"height": 480, "width": 832, "flow_shift": 3.0}
 PRESETS: dict[str, dict[str, _Spec | None]] = {
     "offline": {
         "depth": {"name": "heuristic"},
@@ -136,8 +138,12 @@ PRESETS: dict[str, dict[str, _Spec | None]] = {
             "name": "depth-anything-v2",
             "model": "depth-anything/Depth-Anything-V2-Large-hf",
         },
-        "completer": {"name": "vace", "model": "Wan-AI/Wan2.1-VACE-1.3B-diffusers"},
-        "animator": {"name": "wan-i2v", "model": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"},
+        "completer": {"name": "vace", "model": "Wan-AI/Wan2.1-VACE-1.3B-diffusers", **_WAN_480P},
+        "animator": {
+            "name": "wan-i2v",
+            "model": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+            **_WAN_480P,
+        },
         "captioner": {"name": "qwen2.5-vl", "model": "Qwen/Qwen2.5-VL-7B-Instruct"},
     },
     "wan-guided": {
@@ -149,8 +155,13 @@ PRESETS: dict[str, dict[str, _Spec | None]] = {
             "name": "guided",
             "family": "wan-i2v",
             "model": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+            **_WAN_480P,
         },
-        "animator": {"name": "wan-i2v", "model": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"},
+        "animator": {
+            "name": "wan-i2v",
+            "model": "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+            **_WAN_480P,
+        },
         "captioner": {"name": "qwen2.5-vl", "model": "Qwen/Qwen2.5-VL-3B-Instruct"},
     },
     "cogvideox": {
@@ -168,6 +179,37 @@ PRESETS: dict[str, dict[str, _Spec | None]] = {
     },
 }
 """Named sets of role specs. `offline` needs no weights; `tiny` is random weights (noise)."""
+
+
+@dataclass(frozen=True)
+class NativeRegime:
+    """What a real preset's video models were trained for, and the journey settings that run
+    them there (the `journey` command's defaults for the preset).
+
+    size: `(width, height)` of the models' clips and of the journey's frames.
+    clip_frames: frames per model clip.
+    frames: stage I frames per segment that fill one completer clip (the guided completer adds
+        the start view and one latent frame of padding at each end).
+    motion_frames: stage II frames per segment that fill one animator clip (it also makes the
+        still first frame).
+    note: where these come from.
+    """
+
+    size: tuple[int, int]
+    clip_frames: int
+    frames: int
+    motion_frames: int
+    note: str
+
+
+NATIVE: dict[str, NativeRegime] = {
+    "wan": NativeRegime((832, 480), 81, 81, 80, "Wan2.1 480P checkpoints"),
+    "wan-guided": NativeRegime((832, 480), 81, 72, 80, "Wan2.1 480P checkpoints"),
+    "cogvideox": NativeRegime(
+        (720, 480), 49, 40, 48, "fixed: learned positional embeddings of CogVideoX-5b-I2V"
+    ),
+}
+"""Preset -> its native regime (real-weight presets only)."""
 
 
 @dataclass

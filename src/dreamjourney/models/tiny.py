@@ -85,10 +85,16 @@ def _wan_vae() -> Any:
     )
 
 
-def _flow_scheduler(shift: float = 3.0) -> Any:
-    from diffusers import FlowMatchEulerDiscreteScheduler
+def _wan_scheduler() -> Any:
+    """The scheduler Wan 2.1 checkpoints ship: UniPC on flow sigmas, shift 3.0 (480P)."""
+    from diffusers import UniPCMultistepScheduler
 
-    return FlowMatchEulerDiscreteScheduler(shift=shift)
+    return UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+    )
+
+
+_WAN_HEADS, _WAN_HEAD_DIM = 2, 12
 
 
 def _wan_transformer(cls_name: str = "WanTransformer3DModel", **extra: Any) -> Any:
@@ -97,8 +103,8 @@ def _wan_transformer(cls_name: str = "WanTransformer3DModel", **extra: Any) -> A
     cls = getattr(diffusers, cls_name)
     return cls(
         patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
+        num_attention_heads=_WAN_HEADS,
+        attention_head_dim=_WAN_HEAD_DIM,
         text_dim=16,
         freq_dim=32,
         ffn_dim=32,
@@ -119,42 +125,67 @@ def wan_vace() -> Any:
         tokenizer=tiny_tokenizer(),
         text_encoder=_t5_encoder("umt5"),
         vae=_wan_vae(),
-        scheduler=_flow_scheduler(),
+        scheduler=_wan_scheduler(),
         transformer=_wan_transformer(
             "WanVACETransformer3DModel", vace_layers=[0], vace_in_channels=96
         ),
     )
 
 
-def wan_i2v() -> Any:
-    """`WanImageToVideoPipeline` in the Wan2.1 layout: a CLIP image encoder feeds the transformer."""
+# CLIP ViT-H/14 at 224 px gives Wan 257 image tokens of 1280 dims; here 28 px / 14 -> 5 of 4.
+_CLIP_SIZE, _CLIP_PATCH, _CLIP_DIM = 28, 14, 4
+_CLIP_TOKENS = (_CLIP_SIZE // _CLIP_PATCH) ** 2 + 1
+
+
+def _wan_i2v(pos_embed_seq_len: int | None) -> Any:
+    """A Wan 2.1 I2V-layout pipeline with the real structural flags: CLIP image tokens go
+    through their own key/value projections (`image_dim`, `added_kv_proj_dim` = the model
+    width) and, for first-last-frame models, get learned positions (`pos_embed_seq_len`)."""
     from diffusers import WanImageToVideoPipeline
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(TINY_SEED)
     vision = CLIPVisionConfig(
-        hidden_size=4,
-        projection_dim=4,
+        hidden_size=_CLIP_DIM,
+        projection_dim=_CLIP_DIM,
         num_hidden_layers=2,
         num_attention_heads=2,
-        image_size=32,
+        image_size=_CLIP_SIZE,
         intermediate_size=16,
-        patch_size=1,
+        patch_size=_CLIP_PATCH,
     )
-    processor = CLIPImageProcessor(crop_size=32, size=32)
+    processor = CLIPImageProcessor(crop_size=_CLIP_SIZE, size=_CLIP_SIZE)
     return WanImageToVideoPipeline(
         tokenizer=tiny_tokenizer(),
         text_encoder=_t5_encoder("umt5"),
         vae=_wan_vae(),
-        scheduler=_flow_scheduler(),
+        scheduler=_wan_scheduler(),
         image_encoder=CLIPVisionModel(vision).eval(),
         image_processor=processor,
-        transformer=_wan_transformer(in_channels=36, image_dim=4),
+        transformer=_wan_transformer(
+            in_channels=36,
+            image_dim=_CLIP_DIM,
+            added_kv_proj_dim=_WAN_HEADS * _WAN_HEAD_DIM,
+            pos_embed_seq_len=pos_embed_seq_len,
+        ),
     )
 
 
+def wan_i2v() -> Any:
+    """`WanImageToVideoPipeline` in the Wan2.1 I2V layout (one conditioning image)."""
+    return _wan_i2v(pos_embed_seq_len=None)
+
+
+def wan_flf2v() -> Any:
+    """`WanImageToVideoPipeline` in the Wan2.1 FLF2V layout: two conditioning images whose CLIP
+    tokens carry learned positions (`pos_embed_seq_len` = 2 x tokens, 514 in the real model)."""
+    return _wan_i2v(pos_embed_seq_len=2 * _CLIP_TOKENS)
+
+
 def cogvideox_i2v() -> Any:
-    """`CogVideoXImageToVideoPipeline` (rotary positions, so any latent size works)."""
+    """`CogVideoXImageToVideoPipeline` with CogVideoX-5b-I2V's structural flags: rotary and
+    learned positional embeddings, so it runs only at its sample size (8x8 latents = 64x64 px
+    here, 60x90 = 480x720 in the real model) and frame count (17 here, 49 there)."""
     from diffusers import (
         AutoencoderKLCogVideoX,
         CogVideoXDDIMScheduler,
@@ -173,12 +204,12 @@ def cogvideox_i2v() -> Any:
         num_layers=1,
         sample_width=8,
         sample_height=8,
-        sample_frames=9,
+        sample_frames=17,
         patch_size=2,
         temporal_compression_ratio=4,
         max_text_seq_length=16,
         use_rotary_positional_embeddings=True,
-        use_learned_positional_embeddings=False,
+        use_learned_positional_embeddings=True,
     )
     vae = AutoencoderKLCogVideoX(
         in_channels=3,
@@ -410,6 +441,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "depth-pro": depth_pro,
     "wan-vace": wan_vace,
     "wan-i2v": wan_i2v,
+    "wan-flf2v": wan_flf2v,
     "cogvideox-i2v": cogvideox_i2v,
     "ltx-i2v": ltx_i2v,
     "qwen2.5-vl": qwen25_vl,

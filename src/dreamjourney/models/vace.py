@@ -1,8 +1,10 @@
 """`vace` completion: Wan VACE fills a masked video natively.
 
-The partial clip goes in as `video` and the hole mask as `mask` (white = generate). The clip
-is padded to a valid frame count (`4k+1`, repeating the last frame) and resized to a multiple
-of 16 for the model, then cut and resized back; known pixels are copied from the input.
+The partial clip goes in as `video` with its holes painted grey (0.5), as diffusers' VACE
+example and VACE's own annotators prepare the regions to generate, and the hole mask as `mask`
+(white = generate). The clip is padded to a valid frame count (`4k+1`, repeating the last frame)
+and resized to a multiple of 16 for the model, then cut and resized back; known pixels are copied
+from the input.
 """
 
 from __future__ import annotations
@@ -15,29 +17,34 @@ from torch import Tensor
 
 from dreamjourney.models.protocols import CompletionContext, Progress
 from dreamjourney.models.video_common import (
+    WAN_NEGATIVE_PROMPT,
+    ClipGrid,
+    at_model_size,
+    pad_clip,
     pipeline_frames,
-    resize_masks,
-    resize_video,
+    set_flow_shift,
     step_callback,
     to_pil,
     valid_frame_count,
-    working_size,
 )
 from dreamjourney.models.weights import MemoryOptions, load_pipeline, resolve_weights
+
+HOLE_GREY = 0.5
 
 
 class VaceCompleter:
     """Masked-video completion with diffusers' `WanVACEPipeline`.
 
     model: hub id (default Wan2.1 VACE 1.3B), local directory or `tiny:wan-vace`.
-    num_inference_steps, guidance_scale, negative_prompt: sampler settings.
+    num_inference_steps, guidance_scale, negative_prompt: sampler settings (the model card's
+        negative prompt by default).
+    flow_shift: the scheduler's timestep shift (None: the checkpoint's, 3.0 for Wan 2.1).
     height / width: working size (None: the clip's, rounded to a multiple of 16).
-    memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`).
+    memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`); the VAE stays float32.
     """
 
     name = "vace"
-    temporal = 4
-    multiple = 16
+    grid = ClipGrid(temporal=4, spatial=8, patch=2)
 
     def __init__(
         self,
@@ -47,7 +54,8 @@ class VaceCompleter:
         memory: MemoryOptions | None = None,
         num_inference_steps: int = 30,
         guidance_scale: float = 5.0,
-        negative_prompt: str = "",
+        negative_prompt: str = WAN_NEGATIVE_PROMPT,
+        flow_shift: float | None = None,
         height: int | None = None,
         width: int | None = None,
     ):
@@ -57,6 +65,7 @@ class VaceCompleter:
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.negative_prompt = negative_prompt
+        self.flow_shift = flow_shift
         self.height = height
         self.width = width
         self._pipe: Any = None
@@ -68,13 +77,16 @@ class VaceCompleter:
         if self._pipe is None:
             from diffusers import WanVACEPipeline
 
-            self._pipe = load_pipeline(
+            pipe = load_pipeline(
                 WanVACEPipeline,
                 self.model_id,
                 role="completer",
                 device=self.device,
                 memory=self.memory,
+                fp32=("vae",),
             )
+            set_flow_shift(pipe, self.flow_shift, field="completer.flow_shift")
+            self._pipe = pipe
         return self._pipe
 
     @torch.no_grad()
@@ -92,27 +104,28 @@ class VaceCompleter:
         pipe = self._load()
         frames, masks = frames.float().cpu(), masks.bool().cpu()
         total, _, height, width = frames.shape
-        work_h, work_w = working_size(self.height or height, self.width or width, self.multiple)
-        count = valid_frame_count(total, self.temporal)
-        extra = count - total
-        video = resize_video(
-            torch.cat([frames, frames[-1:].expand(extra, -1, -1, -1)]), work_h, work_w
-        )
-        known = resize_masks(torch.cat([masks, masks[-1:].expand(extra, -1, -1)]), work_h, work_w)
-        mask_images = [Image.fromarray((~m).numpy().astype("uint8") * 255) for m in known]
-        out = pipe(
-            video=[to_pil(f) for f in video],
-            mask=mask_images,
-            prompt=prompt,
-            negative_prompt=self.negative_prompt,
-            height=work_h,
-            width=work_w,
-            num_frames=count,
-            num_inference_steps=self.num_inference_steps,
-            guidance_scale=self.guidance_scale,
-            generator=generator,
-            output_type="pt",
-            callback_on_step_end=step_callback(progress, self.num_inference_steps),
-        )
-        result = resize_video(pipeline_frames(out)[:total].cpu(), height, width)
+        count = valid_frame_count(total, self.grid.temporal)
+        video, known = pad_clip(frames, masks, 0, count - total)
+        video = torch.where(known[:, None], video, HOLE_GREY)
+        size = self.grid.model_size(self.height or height, self.width or width)
+
+        def generate(clip: Tensor, clip_known: Tensor) -> Tensor:
+            mask_images = [Image.fromarray((~m).numpy().astype("uint8") * 255) for m in clip_known]
+            out = pipe(
+                video=[to_pil(f) for f in clip],
+                mask=mask_images,
+                prompt=prompt,
+                negative_prompt=self.negative_prompt,
+                height=size[0],
+                width=size[1],
+                num_frames=count,
+                num_inference_steps=self.num_inference_steps,
+                guidance_scale=self.guidance_scale,
+                generator=generator,
+                output_type="pt",
+                callback_on_step_end=step_callback(progress, self.num_inference_steps),
+            )
+            return pipeline_frames(out).cpu()
+
+        result = at_model_size(generate, video, size, slice(0, total), masks=known)
         return torch.where(masks[:, None], frames, result)

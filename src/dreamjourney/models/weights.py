@@ -199,12 +199,17 @@ def load_pipeline(
     role: str,
     device: str | torch.device,
     memory: MemoryOptions,
+    fp32: tuple[str, ...] = (),
     **kwargs: Any,
 ) -> Any:
-    """Load a diffusers pipeline for `role` and place it according to `memory`."""
+    """Load a diffusers pipeline for `role` and place it according to `memory`.
+
+    fp32: components kept in float32 whatever `memory.dtype` says (e.g. a VAE whose decoding
+        suffers in bfloat16); the others get `memory.dtype`.
+    """
     dtype = memory.torch_dtype
     if dtype is not None:
-        kwargs["torch_dtype"] = dtype
+        kwargs["torch_dtype"] = {"default": dtype, **dict.fromkeys(fp32, torch.float32)}
     pipe = load_pretrained(cls, model, role=role, **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return memory.apply(pipe, device)

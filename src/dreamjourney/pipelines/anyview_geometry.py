@@ -35,7 +35,11 @@ class AnyViewGeometryOutput:
 
 
 def temporally_consistent_depth(
-    depths: Tensor, frames: Tensor, *, static_threshold: float = STATIC_COLOUR_THRESHOLD
+    depths: Tensor,
+    frames: Tensor,
+    *,
+    static_threshold: float = STATIC_COLOUR_THRESHOLD,
+    space: str = "depth",
 ) -> Tensor:
     """Give per-frame depth maps one scale over time.
 
@@ -46,6 +50,8 @@ def temporally_consistent_depth(
     Args:
         depths: (T, H, W) z-depth, each frame up to its own scale and shift.
         frames: (T, 3, H, W) the video, to find static pixels (assumes a near-static camera).
+        space: where each frame's estimate is right up to a scale and shift ("disparity" for
+            affine-invariant disparity models such as Depth Anything, else "depth").
     Returns:
         (T, H, W) z-depth in frame 0's units.
     """
@@ -56,7 +62,7 @@ def temporally_consistent_depth(
         if int(static.sum()) < 16:  # almost everything moved: trust the estimate as it is
             aligned.append(depths[t])
             continue
-        fit = align_depth(depths[t], aligned[-1], static)
+        fit = align_depth(depths[t], aligned[-1], static, space=space)
         aligned.append(fit.aligned.clamp_min(0))
     return torch.stack(aligned)
 
@@ -101,8 +107,9 @@ class AnyViewGeometryPipeline:
                 f"{len(target_cameras)} target cameras"
             )
         if input_depth is None:
-            estimates = torch.stack([self.depth.estimate(frame).depth for frame in video])
-            input_depth = temporally_consistent_depth(estimates, video)
+            results = [self.depth.estimate(frame) for frame in video]
+            estimates = torch.stack([r.depth for r in results])
+            input_depth = temporally_consistent_depth(estimates, video, space=results[0].space)
         renders, masks = [], []
         for t in range(num_frames):
             cloud = unproject(

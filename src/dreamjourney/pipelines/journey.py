@@ -22,7 +22,8 @@ import copy
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from dreamjourney.io.atomic import atomic_write_text
 from dreamjourney.io.images import load_image, save_image
 from dreamjourney.io.plots import plot_trajectory
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord, sha256_file
-from dreamjourney.io.video import VideoWriter, iter_video
+from dreamjourney.io.video import concat_videos, iter_video, write_video
 from dreamjourney.models.protocols import CompletionContext
 from dreamjourney.models.registry import Backends, build_backends
 from dreamjourney.scene import World, align_depth
@@ -51,6 +52,7 @@ MIN_KNOWN_FRACTION = 0.02
 # A pixel moved in stage II when any channel changed by more than this.
 MOTION_THRESHOLD = 0.08
 MAX_SIDE = 512
+DEFAULT_FOV_DEG = 60.0
 CONTACT_SHEET_GRID = (4, 3)
 
 
@@ -64,7 +66,8 @@ class JourneyConfig:
     motion / motion_frames: run stage II and how many animated frames it adds to the video.
     prompt: used instead of captions when given.
     width, height: frame size in pixels; the photo is centre-cropped and resized to it.
-    fov_deg: horizontal field of view of the photo's camera (presets only).
+    fov_deg: horizontal field of view of the photo's camera (presets only); None: the depth
+        model's estimate when it gives a focal length (Depth Pro), else 60 degrees.
     fps: frame rate of the videos; output frame n is at time (n + 1) / fps, the photo at 0.
     lift_stride: besides the last frame, every `lift_stride`-th completed frame is lifted.
     max_points: the world's point budget.
@@ -77,7 +80,7 @@ class JourneyConfig:
     prompt: str | None = None
     width: int = 512
     height: int = 384
-    fov_deg: float = 60.0
+    fov_deg: float | None = None
     fps: float = 24.0
     lift_stride: int = 4
     max_points: int = 2_000_000
@@ -206,6 +209,7 @@ class JourneyPipeline:
             width, height = default_size(*photo_size)
             config = JourneyConfig(width=width, height=height)
         _validate(config, num_segments, extend)
+        self._check_clip_lengths(config)
         photo = fit_image(photo, config.width, config.height)
         file_cameras = self._trajectory_file_cameras(config)
         inputs = RunInputs(
@@ -245,6 +249,7 @@ class JourneyPipeline:
                 field="--segments",
             )
         already_complete = start >= target and run.video_path.is_file()
+        run.remove_partial_files()
         manifest.num_segments = target
         manifest.backends = dict(self.backends.info)
         manifest.device = device
@@ -257,7 +262,7 @@ class JourneyPipeline:
         self._scene_scale = float(manifest.scene_scale or 1.0)
         for index in range(start, target):
             self._callback.segment_start(index)
-            record = self._segment(run, index, config, seed, file_cameras)
+            record = self._segment(run, index, config, seed, file_cameras, photo)
             made.append(index)
             self._callback.segment_end(record)
         if made or not already_complete:
@@ -267,6 +272,26 @@ class JourneyPipeline:
         return JourneyResult(run, run.video_path, num_frames, made, already_complete)
 
     # ================================================================= setup
+    def _check_clip_lengths(self, config: JourneyConfig) -> None:
+        """Refuse, before any work, clips longer than a model with a fixed frame count holds.
+
+        Stage II asks its animator for `motion_frames + 1` frames (the first repeats the view).
+        """
+        checks: list[tuple[Any, int, int, str]] = [
+            (self.backends.completer, config.frames_per_segment, 0, "--frames")
+        ]
+        if config.motion and self.backends.animator is not None:
+            checks.append((self.backends.animator, config.motion_frames, 1, "--motion-frames"))
+        for backend, asked, extra, flag in checks:
+            max_frames = getattr(backend, "max_frames", None)
+            limit = max_frames() if max_frames is not None else None
+            if limit is not None and asked + extra > limit:
+                raise InputError(
+                    f"the model {getattr(backend, 'model_id', '?')} samples a fixed number of "
+                    f"frames: at most {limit - extra} here, not {asked}",
+                    field=flag,
+                )
+
     def _identity(self, config: JourneyConfig, file_cameras: Cameras | None) -> dict[str, Any]:
         values = asdict(config)
         if file_cameras is not None:
@@ -287,7 +312,7 @@ class JourneyPipeline:
             scene_scale=1.0,
             width=config.width,
             height=config.height,
-            fov_deg=config.fov_deg,
+            fov_deg=config.fov_deg or DEFAULT_FOV_DEG,
             fps=config.fps,
         )
         if len(cameras) < 2:
@@ -301,12 +326,17 @@ class JourneyPipeline:
     def _initialise(
         self, run: RunDir, photo: Tensor, config: JourneyConfig, file_cameras: Cameras | None
     ) -> None:
-        """Lift the photo into a new world, fix the scene scale and the first prompt."""
-        camera = _first_camera(config, file_cameras)
+        """Lift the photo into a new world, fix its field of view, the scene scale and the
+        first prompt."""
         self._scene_scale = 1.0
-        depth = self._timed("depth", lambda: self.backends.depth.estimate(photo)).depth
+        estimate = self._timed("depth", lambda: self.backends.depth.estimate(photo))
+        fov = config.fov_deg
+        if fov is None and estimate.focal_px is not None:
+            fov = math.degrees(2 * math.atan(0.5 * config.width / estimate.focal_px))
+        run.manifest.fov_deg = fov or DEFAULT_FOV_DEG
+        camera = _first_camera(config, file_cameras, run.manifest.fov_deg)
         world = World(max_points=config.max_points)
-        world.add_frame(photo, depth, camera, time=0.0, new_only=False)
+        world.add_frame(photo, estimate.depth, camera, time=0.0, new_only=False)
         run.manifest.scene_scale = float(world.median_depth(camera))
         run.manifest.input_prompt = config.prompt or self._caption(photo)
         world.save(run.world_state_path(0))  # atomic
@@ -320,6 +350,7 @@ class JourneyPipeline:
         config: JourneyConfig,
         seed: int,
         file_cameras: Cameras | None,
+        photo: Tensor,
     ) -> SegmentRecord:
         t_start = time.perf_counter()
         self._model_seconds = 0.0
@@ -330,8 +361,11 @@ class JourneyPipeline:
         start_camera = (
             load_cameras(run.segment_dir(index - 1) / "cameras.json")[-1]
             if index > 0
-            else _first_camera(config, file_cameras)
+            else _first_camera(config, file_cameras, manifest.fov_deg)
         )
+        # the complete view the clip continues from, as the video shows it (read back from disk
+        # so that a resumed run sees the same pixels)
+        start_view = photo if previous is None else _last_frame(run, previous, config)
         cameras = self._segment_cameras(index, config, start_camera, file_cameras, seed)
         times = (first_frame + 1 + torch.arange(len(cameras))) / config.fps
         cameras = cameras.with_times(times)
@@ -352,7 +386,7 @@ class JourneyPipeline:
             out = trial.render(cameras)
             return out.image, out.mask
 
-        context = CompletionContext(cameras=cameras, rerender=rerender)
+        context = CompletionContext(cameras=cameras, rerender=rerender, start_view=start_view)
         completed = self._timed(
             "complete",
             lambda: self.backends.completer.complete(
@@ -364,11 +398,13 @@ class JourneyPipeline:
                 progress=self._callback.model_step,
             ),
         )
-        _write_clip(folder / "render.mp4", rendered.image, config.fps)
-        _write_clip(
-            folder / "mask.mp4", rendered.mask.float()[:, None].expand(-1, 3, -1, -1), config.fps
+        write_video(folder / "render.mp4", rendered.image, fps=config.fps)
+        write_video(
+            folder / "mask.mp4",
+            rendered.mask.float()[:, None].expand(-1, 3, -1, -1),
+            fps=config.fps,
         )
-        _write_clip(folder / "completed.mp4", completed, config.fps)
+        write_video(folder / "completed.mp4", completed, fps=config.fps)
         last = len(cameras) - 1
         for i in [last, *range(last - config.lift_stride, -1, -config.lift_stride)]:
             frame = completed[i]
@@ -397,7 +433,7 @@ class JourneyPipeline:
                 ),
             )[1:]
             stage2 = animated.shape[0]
-            _write_clip(folder / "animated.mp4", animated, config.fps)
+            write_video(folder / "animated.mp4", animated, fps=config.fps)
             still = cameras[last]
             t2 = float(times[-1]) + (1 + torch.arange(stage2)) / config.fps
             still_cameras = Cameras(
@@ -454,7 +490,7 @@ class JourneyPipeline:
             scene_scale=scale,
             width=config.width,
             height=config.height,
-            fov_deg=config.fov_deg,
+            fov_deg=config.fov_deg or DEFAULT_FOV_DEG,
             start=start,
             seed=segment_seed(seed, index),
             fps=config.fps,
@@ -464,18 +500,19 @@ class JourneyPipeline:
     # ================================================================= geometry helpers
     def _aligned_depth(self, frame: Tensor, target: Tensor, known: Tensor) -> Tensor:
         """Depth of `frame` (3, H, W), aligned to the rendered depth `target` (H, W) on the
-        `known` (H, W) pixels -> (H, W) z-depth in world units."""
-        pred = self._timed("depth", lambda: self.backends.depth.estimate(frame)).depth
-        return self._align(pred, target, known)
+        `known` (H, W) pixels -> (H, W) z-depth in world units.
 
-    def _align(self, pred: Tensor, target: Tensor, known: Tensor) -> Tensor:
-        """Robust scale and shift of `pred` onto `target` on `known` pixels; with too few known
-        pixels, a scale that puts its median at the scene scale."""
+        The estimate is fitted with a robust scale and shift in the space where it is right up
+        to those (`DepthResult.space`: disparity for Depth Anything, depth for metric models);
+        with too few known pixels it is only scaled, to put its median at the scene scale.
+        """
+        estimate = self._timed("depth", lambda: self.backends.depth.estimate(frame))
+        pred = estimate.depth
         if known.float().mean() < MIN_KNOWN_FRACTION:
             valid = pred[pred > 0]
             scale = self._scene_scale / float(valid.median()) if valid.numel() else 1.0
             return pred * scale
-        return align_depth(pred, target, known).aligned
+        return align_depth(pred, target, known, space=estimate.space).aligned
 
     def _fold_back(self, world: World, before: Tensor, after: Tensor, camera: Cameras) -> int:
         """Replace the part of the view that moved during stage II with its last animated state;
@@ -513,14 +550,17 @@ class JourneyPipeline:
         picks = set(np.linspace(0, total - 1, cols * rows).round().astype(int).tolist())
         sheet: list[Tensor] = []
         count = 0
-        with VideoWriter(run.video_path, fps=config.fps) as writer:
-            for frame in _run_frames(run, records):
-                writer.write(frame)
+        clips = _run_clips(run, records)
+        joined = concat_videos(run.video_path, clips)  # the segments' own packets, not re-encoded
+        for clip in clips:
+            for frame in iter_video(clip):
                 if count in picks:
                     sheet.append(frame)
                 count += 1
-        if count != total:
-            raise RuntimeError(f"video.mp4 has {count} frames, the manifest counts {total}")
+        if joined != total or count != total:
+            raise RuntimeError(
+                f"video.mp4 has {joined} frames ({count} decoded), the manifest counts {total}"
+            )
         self._callback.finishing("cameras.json")
         cameras = Cameras.cat(
             [load_cameras(run.segment_dir(r.index) / "cameras.json") for r in records]
@@ -540,24 +580,38 @@ class JourneyPipeline:
         return count
 
 
-def _first_camera(config: JourneyConfig, file_cameras: Cameras | None) -> Cameras:
-    """The photo's camera, at time 0: the file's first camera, else identity with the fov."""
+def _first_camera(
+    config: JourneyConfig, file_cameras: Cameras | None, fov_deg: float | None
+) -> Cameras:
+    """The photo's camera, at time 0: the file's first camera, else identity with the run's
+    field of view (`fov_deg`, fixed when the run began; older runs: the config's)."""
     if file_cameras is not None:
         camera = file_cameras[0]
     else:
-        camera = Cameras.create(
-            torch.eye(4), width=config.width, height=config.height, fov_deg=config.fov_deg
-        )
+        fov = fov_deg or config.fov_deg or DEFAULT_FOV_DEG
+        camera = Cameras.create(torch.eye(4), width=config.width, height=config.height, fov_deg=fov)
     return camera.with_times([0.0])
 
 
-def _run_frames(run: RunDir, records: list[SegmentRecord]) -> Iterator[Tensor]:
-    """All frames of a run in video order, decoded one at a time from the segment clips."""
+def _last_frame(run: RunDir, record: SegmentRecord, config: JourneyConfig) -> Tensor:
+    """The last frame (3, H, W) segment `record` added to the video, decoded from its clip."""
+    folder = run.segment_dir(record.index)
+    clip = folder / ("animated.mp4" if record.stage2_frames else "completed.mp4")
+    last = deque(iter_video(clip), maxlen=1)
+    if not last:
+        raise InputError("has no frames; delete the run or the segment to redo it", source=clip)
+    return last[0][:, : config.height, : config.width]
+
+
+def _run_clips(run: RunDir, records: list[SegmentRecord]) -> list[Path]:
+    """The segment clips that make up a run's video, in video order."""
+    clips = []
     for record in records:
         folder = run.segment_dir(record.index)
-        yield from iter_video(folder / "completed.mp4")
+        clips.append(folder / "completed.mp4")
         if record.stage2_frames:
-            yield from iter_video(folder / "animated.mp4")
+            clips.append(folder / "animated.mp4")
+    return clips
 
 
 def contact_sheet(frames: list[Tensor], cols: int, gap: int = 4) -> Tensor:
@@ -570,11 +624,6 @@ def contact_sheet(frames: list[Tensor], cols: int, gap: int = 4) -> Tensor:
         top, left = gap + r * (h + gap), gap + c * (w + gap)
         sheet[:, top : top + h, left : left + w] = frame
     return sheet
-
-
-def _write_clip(path: Path, frames: Tensor, fps: float) -> None:
-    with VideoWriter(path, fps=fps) as writer:
-        writer.write_all(frames)
 
 
 def _cameras_hash(cameras: Cameras) -> str:
@@ -590,7 +639,11 @@ def _validate(config: JourneyConfig, num_segments: int | None, extend: int) -> N
         (config.frames_per_segment >= 1, "--frames", "must be at least 1"),
         (config.motion_frames >= 1, "--motion-frames", "must be at least 1"),
         (config.width >= 8 and config.height >= 8, "--size", "both sides must be at least 8"),
-        (0 < config.fov_deg < 180, "--fov", "must be between 0 and 180 degrees"),
+        (
+            config.fov_deg is None or 0 < config.fov_deg < 180,
+            "--fov",
+            "must be between 0 and 180 degrees",
+        ),
         (num_segments is None or num_segments >= 1, "--segments", "must be at least 1"),
         (extend >= 0, "--extend", "must not be negative"),
     ]
