@@ -35,7 +35,7 @@ from dreamjourney.pipelines.anyview_learned import (
     learned_method,
     load_anyview_pipeline,
 )
-from dreamjourney.training.anyview import flow_matching_loss, train_anyview
+from dreamjourney.training.anyview import flow_matching_loss, sample_sigmas, train_anyview
 from dreamjourney.training.config import load_train_config
 from dreamjourney.training.data import ClipDataset
 
@@ -393,6 +393,17 @@ def test_cli_learned_gives_the_benchmark_frames(tmp_path, monkeypatch, capsys):
 # ----------------------------------------------------------------------------- training
 def tiny_config(tmp_path: Path, **overrides):
     return load_train_config(TINY_CONFIG, output_dir=str(tmp_path), **overrides)
+
+
+def test_training_noise_levels_follow_the_scheduler_shift():
+    """sigma = shift u / (1 + (shift - 1) u) for u uniform: P(sigma <= s) = s / (shift - (shift - 1) s),
+    the time shift the sampler's scheduler applies (more steps at high noise for shift > 1)."""
+    sigmas = sample_sigmas(200_000, "uniform", 3.0, torch.Generator().manual_seed(0))
+    assert 0 < sigmas.min() and sigmas.max() < 1
+    for s in (0.25, 0.5, 0.75, 0.9):
+        assert float((sigmas <= s).float().mean()) == pytest.approx(s / (3 - 2 * s), abs=0.005)
+    centred = sample_sigmas(200_000, "logit_normal", 1.0, torch.Generator().manual_seed(0))
+    assert float(centred.median()) == pytest.approx(0.5, abs=0.01)
 
 
 def test_clip_pairs_follow_the_domain_kind(tmp_path):
