@@ -1,4 +1,5 @@
-"""The package's shape: no module imports (directly or through others) a module that imports it."""
+"""The package's shape: no module imports (directly or through others) a module that imports it;
+and the suite's own footprint: `tiny:` models are built in its temporary directory."""
 
 from __future__ import annotations
 
@@ -36,3 +37,13 @@ def test_no_import_cycles():
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as exc:
         raise AssertionError(f"import cycle: {' -> '.join(exc.args[1])}") from None
+
+
+def test_tiny_models_of_the_suite_go_to_its_temp_dir(tmp_path_factory):
+    """Every test that runs a `tiny` preset (in-process, or a command it starts with the same
+    environment) builds into the session's temporary directory (`tests/conftest.py`, autouse),
+    never `~/.cache`; this test asks for no fixture that would set it up."""
+    from dreamjourney.models.tiny import tiny_dir
+
+    assert tiny_dir().parent == tmp_path_factory.getbasetemp()
+    assert tiny_dir().name.startswith("tiny-models")
