@@ -21,6 +21,7 @@ from dreamjourney.pipelines.anyview_geometry import (
     AnyViewGeometryPipeline,
     temporally_consistent_depth,
 )
+from dreamjourney.pipelines.novel_view import build_method
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,8 +82,9 @@ def test_bench_geometry_beats_copy_input_on_visible_pixels(scene_dir):
     scores = {}
     for method in ("copy-input", "geometry"):
         results = run_bench(
-            method, scene_dir / "scenes", scene_dir / method, pairs="extreme", videos=False
-        )
+            build_method(method), scene_dir / "scenes", scene_dir / method, name=method,
+            pairs="extreme", videos=False,
+        )  # fmt: skip
         scores[method] = results["overall"]["psnr_visible"]
     assert scores["geometry"] > scores["copy-input"] + 1.0
 
@@ -157,7 +159,11 @@ def _run_main(args):
     [
         ("undecodable", r"broken\.mp4: cannot decode video \("),
         ("empty", r"empty: folder holds no image frames$"),
-        ("count", r"exo_back/cameras\.json: has 3 cameras but the video has 2 frames$"),
+        (
+            "static cameras, no depth",
+            r"--input-cameras: the input cameras move 0 units at most, too little to see the scale "
+            r"of the estimated depth",
+        ),
         ("depth", r"d\.npy: depth has 9216 NaN/inf values$"),
     ],
 )
@@ -171,8 +177,8 @@ def test_anyview_bad_input_is_one_line_exit_2(case, message, scene_dir, tmp_path
     elif case == "empty":
         video = tmp_path / "empty"
         video.mkdir()
-    elif case == "count":
-        extra = ["--input-cameras", str(s / "exo_back" / "cameras.json"), "--frames", "2"]
+    elif case == "static cameras, no depth":  # metric cameras, relative depth, no parallax
+        extra = ["--input-cameras", str(s / "exo_front" / "cameras.json")]
     elif case == "depth":
         bad = tmp_path / "d.npy"
         np.save(bad, np.full((3, 48, 64), np.nan, dtype=np.float32))
@@ -192,3 +198,69 @@ def test_load_clip_from_frames_resizes(tmp_path):
     clip, fps = load_clip(tmp_path, size=(15, 10), fps=12.0)
     assert clip.shape == (2, 3, 10, 15) and fps == 12.0
     assert torch.allclose(clip[1], torch.full((3, 10, 15), 0.5), atol=1 / 255)
+
+
+def test_target_file_defaults_to_the_input_cameras_world(scene_dir, tmp_path):
+    s = scene_dir / "scenes" / "s0"
+    out = tmp_path / "out"
+    status = _run_main(
+        ["anyview", str(s / "exo_front" / "rgb"), "--input-cameras",
+         str(s / "exo_front" / "cameras.json"), "--depth", str(s / "exo_front" / "depth.npy"),
+         "--trajectory", str(s / "exo_side" / "cameras.json"), "--out", str(out)]
+    )  # fmt: skip
+    assert status == 0
+    expected = load_cameras(s / "exo_side" / "cameras.json")
+    assert torch.allclose(load_cameras(out / "cameras.json").c2w, expected.c2w, atol=1e-5)
+
+
+def test_target_file_is_resampled_and_keeps_its_aspect_and_k(scene_dir, tmp_path, capsys):
+    from dreamjourney.camera import Cameras
+    from dreamjourney.camera.formats import save_cameras
+
+    s = scene_dir / "scenes" / "s0"  # the video is 64x48 (4:3), 3 frames at 24 fps
+    side = load_cameras(s / "exo_side" / "cameras.json")
+    K = torch.tensor([[40.0, 0, 32], [0, 40.0, 18], [0, 0, 1]])  # a 64x36 (16:9) camera
+    c2w = side.c2w[:1].expand(5, 4, 4).clone()
+    c2w[:, 0, 3] += torch.linspace(0, 0.4, 5)
+    wide = Cameras.create(c2w, width=64, height=36, K=K, times=torch.arange(5) / 48)
+    save_cameras(wide, tmp_path / "wide.json")
+    out = tmp_path / "out"
+    status = _run_main(
+        ["anyview", str(s / "exo_front" / "rgb"), "--input-cameras",
+         str(s / "exo_front" / "cameras.json"), "--depth", str(s / "exo_front" / "depth.npy"),
+         "--trajectory", str(tmp_path / "wide.json"), "--out", str(out)]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "5 in the file, taken on time for the video's 3 frames" in err
+    assert "output 64x36: the file's aspect and K" in err
+    target = load_cameras(out / "cameras.json")
+    assert (len(target), target.width, target.height) == (3, 64, 36)
+    assert torch.allclose(target.K[0], K) and torch.allclose(target.c2w, c2w[::2], atol=1e-5)
+    video, _ = read_video(out / "video.mp4")
+    sbs, _ = read_video(out / "side_by_side.mp4")
+    assert video.shape == (3, 3, 36, 64) and sbs.shape[-2] == 36
+
+
+def test_metric_cameras_get_the_depth_scale_from_parallax(tmp_path, capsys):
+    from dreamjourney.camera.formats import save_cameras
+
+    scene = synth_scene(3, cameras=4, frames=6, width=96, height=96)
+    walk = scene.streams["ego_walk"]  # a camera that moves: its parallax shows the scale
+    for i, frame in enumerate(walk.frames):
+        save_image(tmp_path / "rgb" / f"{i:03d}.png", frame)
+    save_cameras(walk.cameras, tmp_path / "cams.json")
+    status = _run_main(
+        ["anyview", str(tmp_path / "rgb"), "--input-cameras", str(tmp_path / "cams.json"),
+         "--trajectory", "pan-left", "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "scaled to the input cameras' unit" in err and "by the parallax of" in err
+    backends = build_backends("offline")
+    pipe = AnyViewGeometryPipeline(backends.depth, backends.completer)
+    still = scene.streams["exo_front"]
+    with pytest.raises(Exception, match="give --depth in the cameras' units, or a preset"):
+        pipe.estimate_depth(still.frames, still.cameras, metric_cameras=True)
+    relative = pipe.estimate_depth(still.frames, still.cameras, metric_cameras=False)
+    assert "relative depth estimate" in relative.how

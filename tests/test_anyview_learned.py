@@ -32,7 +32,6 @@ from dreamjourney.models.anyview.transformer import AnyViewTransformerOutput
 from dreamjourney.pipelines.anyview_learned import (
     AnyViewNovelView,
     AnyViewPipeline,
-    learned_method,
     load_anyview_pipeline,
 )
 from dreamjourney.training.anyview import flow_matching_loss, sample_sigmas, train_anyview
@@ -346,16 +345,15 @@ def test_load_anyview_pipeline_for_the_command_line(pixel_pipe, tmp_path):
     )
 
 
-def test_learned_method_runs_in_the_benchmark(tmp_path, monkeypatch, pixel_pipe):
-    from dreamjourney.eval import bench
+def test_learned_method_runs_in_the_benchmark(tmp_path, pixel_pipe):
+    from dreamjourney.eval.bench import run_bench
+    from dreamjourney.pipelines.novel_view import build_method
 
     save_scene(synth_scene(7, cameras=2, frames=3, width=32, height=32), tmp_path / "scenes" / "s")
     pixel_pipe.save_pretrained(tmp_path / "model")
-    monkeypatch.setitem(bench.METHODS, "learned", learned_method)
     opts = {"model": str(tmp_path / "model"), "num_inference_steps": 2}
-    results = bench.run_bench(
-        "learned", tmp_path / "scenes", tmp_path / "out", videos=False, **opts
-    )
+    method = build_method("learned", **opts)
+    results = run_bench(method, tmp_path / "scenes", tmp_path / "out", name="learned", videos=False)
     assert 0 < results["overall"]["psnr"] < 60
 
 
@@ -365,6 +363,7 @@ def test_cli_learned_gives_the_benchmark_frames(tmp_path, monkeypatch, capsys):
     from dreamjourney.cli import main
     from dreamjourney.data import load_scene
     from dreamjourney.io.video import read_video, write_video
+    from dreamjourney.pipelines.novel_view import build_method
 
     save_scene(synth_scene(2, cameras=2, frames=3, width=32, height=32), tmp_path / "s")
     scene = load_scene(tmp_path / "s")  # the frames as the command reads them (8-bit PNG)
@@ -379,7 +378,7 @@ def test_cli_learned_gives_the_benchmark_frames(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 0, capsys.readouterr().err
-    method = learned_method(preset="tiny", num_inference_steps=2, seed=4)
+    method = build_method("learned", preset="tiny", num_inference_steps=2, seed=4)
     bench = method(a.frames, a.cameras, b.cameras, input_depth=a.depth)
     write_video(tmp_path / "bench.mp4", bench)  # the same encoder, for byte-equal frames
     cli, _ = read_video(tmp_path / "out" / "video.mp4")

@@ -12,10 +12,11 @@ import torch
 from PIL import Image
 
 from dreamjourney.data import load_any_scene
-from dreamjourney.eval.bench import METHODS, register_method, run_bench
+from dreamjourney.eval.bench import run_bench
 from dreamjourney.eval.metrics import psnr
 from dreamjourney.eval.warp import forward_warp
 from dreamjourney.io.video import read_video
+from dreamjourney.pipelines.novel_view import METHODS, build_method, register_method
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +74,7 @@ def test_synth_cli_writes_loadable_scenes(scenes):
 def test_bench_both_baselines(scenes, tmp_path):
     results = {}
     for method in ("copy-input", "warp-input"):
-        results[method] = run_bench(method, scenes, tmp_path / method)
+        results[method] = run_bench(build_method(method), scenes, tmp_path / method, name=method)
         res = results[method]
         assert len(res["episodes"]) == 3 * 6  # every ordered pair of 3 cameras in 3 scenes
         saved = json.loads((tmp_path / method / "results.json").read_text())
@@ -108,12 +109,13 @@ def test_bench_both_baselines(scenes, tmp_path):
 
 def test_register_method_and_bench_cli_with_extreme_pairs(scenes, tmp_path, run):
     register_method(
-        "gray", lambda level=0.5: lambda f, ci, ct, *, input_depth: torch.full_like(f, level)
+        "gray", lambda level=0.5: lambda f, ci, ct, *, input_depth, moment_scale: f * 0 + level
     )
     try:
         res = run_bench(
-            "gray", scenes / "scene_000", tmp_path / "g", pairs="input", videos=False, level=0.25
-        )
+            build_method("gray", level=0.25), scenes / "scene_000", tmp_path / "g",
+            name="gray", method_options={"level": 0.25}, pairs="input", videos=False,
+        )  # fmt: skip
         assert [(e["input"], e["target"]) for e in res["episodes"]] == [
             ("exo_front", "exo_back"),
             ("exo_front", "exo_side"),

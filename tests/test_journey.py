@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -179,7 +180,7 @@ def test_trajectory_file_is_cut_into_segments(tmp_path):
     save_cameras(path_cams, tmp_path / "path.json", format="native")
     pipe = JourneyPipeline.from_preset("offline")
     config = small_config(
-        trajectory=str(tmp_path / "path.json"), frames_per_segment=3, motion=False
+        trajectory=str(tmp_path / "path.json"), frames_per_segment=3, motion=False, path_scale=1.0
     )
     result = pipe(image, tmp_path / "run", config=config)
     cameras = load_cameras(result.run.cameras_path)
@@ -384,6 +385,56 @@ def test_sigkill_mid_segment_then_resume_gives_the_same_frames(tmp_path, monkeyp
     assert (killed / "video.mp4").read_bytes() == (whole / "video.mp4").read_bytes()
     assert (killed / "cameras.json").read_bytes() == (whole / "cameras.json").read_bytes()
     assert sorted(p.name for p in (killed / "state").iterdir()) == ["world_0003.npz"]
+
+
+# ----------------------------------------------------------------------------- camera files
+def test_a_camera_file_that_leaves_the_scene_warns(tmp_path):
+    from dreamjourney.camera import Cameras
+    from dreamjourney.errors import InputWarning
+
+    image = photo(tmp_path / "photo.png")
+    c2w = torch.eye(4).repeat(4, 1, 1)
+    c2w[:, 2, 3] = torch.linspace(0, 3, 4)  # straight ahead, 1 unit a frame
+    save_cameras(Cameras.create(c2w, width=W, height=H, fov_deg=55.0), tmp_path / "p.json")
+    pipe = JourneyPipeline.from_preset("offline")
+    config = small_config(trajectory=str(tmp_path / "p.json"), frames_per_segment=3, motion=False)
+    far = dataclasses.replace(config, path_scale=1000.0)
+    with pytest.warns(InputWarning, match=r"3 of 3 rendered frames were >= 95% holes"):
+        left = pipe(image, tmp_path / "far", config=far)
+    assert left.blank_frames == 3
+    assert left.run.manifest.segments[0].blank_frames == 3
+    kept = pipe(image, tmp_path / "default", config=config)  # the default scale stays inside
+    assert kept.blank_frames == 0 and "translations x" in (kept.path_fit or "")
+
+
+def test_aligned_depth_is_clamped_to_a_plausible_range(tmp_path):
+    """A depth estimate that puts the newly seen pixels 10,000x farther than the known ones
+    never throws world points that far."""
+    from dreamjourney.models.protocols import DepthResult
+    from dreamjourney.scene import World
+
+    class WildDepth:
+        """Depth 1-2 growing down the rows (a sideways pan keeps it per row, so known pixels
+        fit exactly), but 10,000 on the right edge after the photo."""
+
+        calls = 0
+
+        def estimate(self, image):
+            self.calls += 1
+            h, w = image.shape[-2:]
+            depth = (1 + torch.arange(h) / h)[:, None].expand(h, w).clone()
+            if self.calls > 1:
+                depth[:, -12:] = 1e4  # the right edge, revealed by panning right
+            return DepthResult(depth=depth, metric=False)
+
+    pipe = JourneyPipeline.from_preset("offline")
+    pipe.backends.depth = WildDepth()
+    config = small_config(trajectory="pan-right", frames_per_segment=3, motion=False)
+    result = pipe(photo(tmp_path / "photo.png"), tmp_path / "run", config=config, num_segments=1)
+    world = World.load(result.run.world_state_path(1))
+    assert result.run.manifest.segments[0].points_added > 0
+    # at most DEPTH_RANGE_FACTOR (4) x the farthest known depth (2) ahead of the cameras
+    assert float(world.cloud.points[:, 2].max()) <= 4 * 2 * 1.01
 
 
 def test_two_runs_in_one_process_write_the_same_bytes(tmp_path):

@@ -321,7 +321,9 @@ def test_kernels_give_the_same_pixels(source):
         # they may differ only where two candidates are within float32 rounding of each other
         assert same.float().mean() > 0.999
         assert torch.equal(a.image[:, :, same[0]], b.image[:, :, same[0]])
-        assert torch.equal(a.depth[same], b.depth[same])
+        # the same point's z-depth, up to the last bits: torch projects with a BLAS matmul whose
+        # summation order and FMA use depend on the CPU (AVX-512 BLAS differs by 1 ulp)
+        torch.testing.assert_close(a.depth[same], b.depth[same], rtol=5e-7, atol=0)
 
 
 def test_compiled_kernel_does_not_depend_on_how_the_points_are_split(source):

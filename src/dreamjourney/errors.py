@@ -7,6 +7,7 @@ and exits with status 2, without a traceback. Bugs stay ordinary exceptions.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 
@@ -29,3 +30,14 @@ class InputError(ValueError):
 
 class MissingWeightsError(InputError):
     """A backend's weights are neither on disk nor in the local Hugging Face cache."""
+
+
+class InputWarning(UserWarning):
+    """Something in the user's input is used but not fully: a lens distortion that our pinhole
+    cameras drop, frames that came out blank. The CLI prints it as one line on stderr."""
+
+
+def warn_input(message: str, *, source: str | Path | None = None, field: str | None = None) -> None:
+    """Issue an `InputWarning` worded like an `InputError` (naming the file and field)."""
+    text = str(InputError(message, source=source, field=field))
+    warnings.warn(InputWarning(text), stacklevel=2)

@@ -70,6 +70,16 @@ def look_at(eye: Tensor | Sequence, target: Tensor | Sequence, up: Sequence = WO
     return c2w
 
 
+def centre_crop_box(width: int, height: int, aspect: float) -> tuple[int, int, int, int]:
+    """(left, top, crop_width, crop_height): the largest centred crop of a width x height image
+    with the aspect ratio `aspect` (width / height), in whole pixels."""
+    if width / height > aspect:
+        cw, ch = max(1, round(height * aspect)), height
+    else:
+        cw, ch = width, max(1, round(width / aspect))
+    return (width - cw) // 2, (height - ch) // 2, cw, ch
+
+
 def pixel_centers(width: int, height: int, *, offset: float = 0.5, device=None) -> Tensor:
     """(H, W, 2) pixel coordinates (u, v) of each pixel, `offset` = 0.5 for centres."""
     v, u = torch.meshgrid(
@@ -308,6 +318,15 @@ class Cameras:
         K[:, 1, :] *= sy
         K[:, 2, :] = torch.tensor([0.0, 0.0, 1.0])
         return Cameras(K, self.c2w, width, height, self.times)
+
+    def fit(self, width: int, height: int) -> Cameras:
+        """Cameras for the image centre-cropped to the aspect of width x height, then resized to
+        it (as `dreamjourney.io.images.fit_image` does to the image): no anisotropic stretch
+        beyond the rounding of the crop to whole pixels."""
+        if (width, height) == (self.width, self.height):
+            return self
+        left, top, cw, ch = centre_crop_box(self.width, self.height, width / height)
+        return self.crop(left, top, cw, ch).resize(width, height)
 
     def crop(self, left: int, top: int, width: int, height: int) -> Cameras:
         """Cameras for the crop [left, left+width) x [top, top+height).

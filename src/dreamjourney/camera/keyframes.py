@@ -41,18 +41,33 @@ def interpolate_path(
     """
     if len(keys) < 2:
         raise ValueError("interpolate_path needs at least two keyframes")
+    tau = _key_times(keys)
+    times = np.linspace(tau[0], tau[-1], num_frames)
+    if not constant_speed:
+        return sample_path(keys, torch.from_numpy(times))
+    position = CubicSpline(tau, keys.c2w.double().cpu().numpy()[:, :3, 3], bc_type="natural")
+    query = torch.from_numpy(_constant_speed_times(position, times))
+    return sample_path(keys, query).with_times(torch.from_numpy(times).float().to(keys.device))
+
+
+def sample_path(keys: Cameras, times: torch.Tensor) -> Cameras:
+    """The smooth path through the keyframes `keys` (as `interpolate_path` lays it) at `times`
+    (seconds, any order; held at the first and last key outside their range).
+
+    Args:
+        keys: (K >= 2) keyframes with strictly increasing times.
+        times: (N,) query times.
+    Returns:
+        Cameras (N,) at `times`, on keys' device.
+    """
     device = keys.device
     keys = keys.to("cpu")
-    tau = keys.times.double().numpy()
-    if not np.all(np.diff(tau) > 0):
-        raise ValueError("keyframe times must be strictly increasing")
+    tau = _key_times(keys)
     c2w = keys.c2w.double().numpy()
     position = CubicSpline(tau, c2w[:, :3, 3], bc_type="natural")
     rotation = RotationSpline(tau, Rotation.from_matrix(c2w[:, :3, :3]))
-    times = np.linspace(tau[0], tau[-1], num_frames)
-    query = _constant_speed_times(position, times) if constant_speed else times
-    query = np.clip(query, tau[0], tau[-1])
-    out = np.zeros((num_frames, 4, 4))
+    query = np.clip(times.double().cpu().numpy(), tau[0], tau[-1])
+    out = np.zeros((len(query), 4, 4))
     out[:, :3, :3] = rotation(query).as_matrix()
     out[:, :3, 3] = position(query)
     out[:, 3, 3] = 1.0
@@ -63,8 +78,15 @@ def interpolate_path(
         torch.from_numpy(out).float(),
         keys.width,
         keys.height,
-        torch.from_numpy(times).float(),
+        times.float().cpu(),
     ).to(device)
+
+
+def _key_times(keys: Cameras) -> np.ndarray:
+    tau = keys.times.double().cpu().numpy()
+    if not np.all(np.diff(tau) > 0):
+        raise ValueError("keyframe times must be strictly increasing")
+    return tau
 
 
 def _constant_speed_times(position: CubicSpline, times: np.ndarray) -> np.ndarray:
@@ -131,3 +153,26 @@ def concat_paths(paths: Sequence[Cameras], *, fps: float = 24.0) -> Cameras:
     out = Cameras.cat(joined)
     t0 = float(paths[0].times[0])
     return out.with_times(t0 + torch.arange(len(out), dtype=torch.float64).float() / fps)
+
+
+def resample_to_clip(cameras: Cameras, times: torch.Tensor) -> tuple[Cameras, str]:
+    """A camera file's path at the frames of a clip, which are at `times` (N,) seconds.
+
+    With as many cameras as frames they are taken one per frame. Otherwise, when the cameras'
+    times strictly increase and cover the clip's duration, each frame gets the camera at its own
+    moment (both clocks counted from their first frame); else the path is resampled by index,
+    evenly from its first to its last camera. K and the image size are the file's.
+
+    Returns:
+        The cameras, stamped with `times`, and how they were taken: "one per frame", "on time"
+        or "by index".
+    """
+    n = len(times)
+    if len(cameras) == n:
+        return cameras.with_times(times), "one per frame"
+    t = cameras.times
+    timed = len(cameras) > 1 and bool((t[1:] > t[:-1]).all())
+    covers = timed and float(t[-1] - t[0]) >= float(times[-1] - times[0]) * (1 - 1e-6)
+    if covers:
+        return sample_path(cameras, t[0] + (times - times[0])).with_times(times), "on time"
+    return resample_path(cameras, n).with_times(times), "by index"

@@ -406,13 +406,17 @@ def resolve_trajectory(
     start: Cameras | None = None,
     seed: int = 0,
     fps: float = 24.0,
+    size: tuple[int, int] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Cameras:
     """A preset name or a camera file (any format, detected by content) -> Cameras.
 
-    A preset is laid out by `make_trajectory` (`num_frames` None: 2 seconds at `fps`, plus one). A file's
-    cameras are used as they are, in world coordinates (`start` and `scene_scale` do not apply);
-    with `num_frames` set to a different count than the file holds, the path is resampled
-    evenly along it (positions by spline, rotations by rotation spline, K linearly).
+    A preset is laid out by `make_trajectory` (`num_frames` None: 2 seconds at `fps`, plus one)
+    with `options`. A file's cameras are returned as they are, in the file's world frame and
+    unit (`start` and `scene_scale` do not apply; `dreamjourney.camera.path_fit` places them in
+    a scene); `size` is the image size of a file that states none (see `load_cameras`). With
+    `num_frames` set to a different count than the file holds, the path is resampled evenly
+    along it (positions by spline, rotations by rotation spline, K linearly).
     """
     if spec in PRESETS:
         n = num_frames if num_frames is not None else round(2 * fps) + 1
@@ -426,7 +430,10 @@ def resolve_trajectory(
             start=start,
             seed=seed,
             fps=fps,
+            **(options or {}),
         )
+    if options:
+        raise InputError("--set applies to presets only", source=spec, field="--set")
     path = Path(spec)
     if not path.exists():
         raise InputError(
@@ -436,7 +443,7 @@ def resolve_trajectory(
     from dreamjourney.camera.formats import load_cameras
     from dreamjourney.camera.keyframes import resample_path
 
-    cameras = load_cameras(path)
+    cameras = load_cameras(path, size=size)
     if num_frames is None or num_frames == len(cameras):
         return cameras
     if num_frames < 1:

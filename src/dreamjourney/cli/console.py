@@ -4,7 +4,12 @@ from contextlib import nullcontext
 
 from rich.console import Console
 
+PIPE_WIDTH = 1000
+
 console = Console()
+if not console.is_terminal:
+    # a pipe or a file: lines as long as they need (whole model ids, paths), not 80 columns
+    console = Console(width=PIPE_WIDTH)
 err_console = Console(stderr=True)
 
 

@@ -24,7 +24,9 @@ def _positive(value: int, name: str) -> int:
 
 @app.command()
 def synth(
-    out: Path = typer.Option(..., "--out", help="Folder to write scene_000, scene_001, ... into."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder to write scene_000, scene_001, ... into."
+    ),
     scenes: int = typer.Option(1, "--scenes", help="Number of scenes."),
     cameras: int = typer.Option(4, "--cameras", help="Cameras per scene."),
     frames: int = typer.Option(24, "--frames", help="Frames per camera."),
@@ -32,6 +34,7 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Seed of the first scene (scene i uses seed + i)."),
     layout: str = typer.Option("native", "--layout", help=LAYOUT_HELP),
     fps: float = typer.Option(24.0, "--fps", help="Frame rate."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Render procedural dynamic scenes with exact depth from several cameras."""
     from dreamjourney.data import save_scene, synth_scene
@@ -43,11 +46,13 @@ def synth(
         raise InputError(f"must be native or anyview, got {layout!r}", field="--layout")
     if fps <= 0:
         raise InputError(f"must be positive, got {fps}", field="--fps")
+    if out.exists() and not out.is_dir():
+        raise InputError("is a file, not a directory; choose another --out", source=out)
     targets = [out / f"scene_{i:03d}" for i in range(scenes)]
     for target in targets:  # refuse before rendering anything rather than halfway through
         if target.exists() and any(target.iterdir()):
             raise InputError("exists and is not empty; choose another --out", source=target)
-    with Progress(console=err_console, transient=True) as progress:
+    with Progress(console=err_console, transient=True, disable=quiet) as progress:
         task = progress.add_task("rendering scenes", total=scenes)
         for i, target in enumerate(targets):
             scene = synth_scene(
@@ -63,7 +68,7 @@ def convert(
     source: Path = typer.Argument(
         ..., help="A scene folder in any layout (native, AnyView, DyCheck)."
     ),
-    out: Path = typer.Option(..., "--out", help="New scene folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="New scene folder."),
     layout: str = typer.Option("native", "--layout", help=LAYOUT_HELP),
 ) -> None:
     """Read a scene in any supported layout and write it in another."""

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
-from torch import Tensor
 from typer._click.core import Context
 from typer.core import TyperGroup
 
 from dreamjourney.cli.console import console, err_console
 from dreamjourney.cli.options import parse_key_values
 from dreamjourney.errors import InputError
-from dreamjourney.io.clips import load_clip
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class _CompareByDefault(TyperGroup):
@@ -37,6 +39,8 @@ app = typer.Typer(
 
 def load_mask(path: Path, frames: int, height: int, width: int) -> Tensor:
     """A mask image (all frames), a folder of them or a video -> (T, H, W) bool (> 0.5 = True)."""
+    from dreamjourney.io.clips import load_clip
+
     mask = load_clip(path, field="--mask")[0].mean(dim=1) > 0.5
     if tuple(mask.shape[-2:]) != (height, width):
         raise InputError(
@@ -55,7 +59,7 @@ def load_mask(path: Path, frames: int, height: int, width: int) -> Tensor:
 def compare(
     pred: Path = typer.Argument(..., help="Predicted video, or folder of frames."),
     gt: Path = typer.Argument(..., help="Ground-truth video, or folder of frames."),
-    out: Path = typer.Option(..., "--out", help="Report JSON to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report JSON to write."),
     mask: Path | None = typer.Option(
         None, "--mask", help="Mask image, folder or video: white = counted."
     ),
@@ -67,6 +71,7 @@ def compare(
     from dreamjourney.eval.bench import json_safe
     from dreamjourney.eval.metrics import LPIPS, mean_over, psnr, ssim
     from dreamjourney.io.atomic import atomic_write_text
+    from dreamjourney.io.clips import load_clip
 
     lpips = LPIPS.from_file(lpips_weights) if lpips_weights is not None else None
     p, g = load_clip(pred, field="PRED")[0], load_clip(gt, field="GT")[0]
@@ -104,7 +109,7 @@ def consistency(
     video: Path = typer.Argument(
         ..., help="A generated video (or folder of frames), no ground truth."
     ),
-    out: Path = typer.Option(..., "--out", help="Report JSON to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report JSON to write."),
     cameras: Path | None = typer.Option(
         None, "--cameras", help="Its cameras, one per frame (any supported camera file)."
     ),
@@ -124,6 +129,7 @@ def consistency(
     from dreamjourney.eval.bench import json_safe
     from dreamjourney.eval.metrics import mean_over, reprojection_consistency, temporal_flicker
     from dreamjourney.io.atomic import atomic_write_text
+    from dreamjourney.io.clips import load_clip
     from dreamjourney.io.depth import load_depth
 
     if (cameras is None) != (depth is None):
@@ -160,51 +166,128 @@ def consistency(
 
 @app.command()
 def bench(
-    method: str = typer.Argument(..., help="A registered method (copy-input, warp-input, ...)."),
-    scenes: Path = typer.Option(
-        ..., "--scenes", help="A scene, a folder of scenes, or of datasets."
+    method: str = typer.Argument(
+        ..., help="A registered method (copy-input, warp-input, geometry, learned, anyview)."
     ),
-    out: Path = typer.Option(..., "--out", help="Folder for results.json, results.md, videos/."),
-    pairs: str = typer.Option("all", "--pairs", help="all, input or extreme camera pairs."),
+    scenes: Path = typer.Option(
+        ...,
+        "--scenes",
+        help="A scene, a folder of scenes or of datasets, or an AnyViewBench root (splits.json).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for results.json, results.md, videos/."
+    ),
+    pairs: str = typer.Option(
+        "all", "--pairs", help="all, input or extreme camera pairs (not for AnyViewBench)."
+    ),
     lpips_weights: Path | None = typer.Option(
-        None, "--lpips-weights", help="LPIPS state dict; no LPIPS without."
+        None, "--lpips-weights", help="LPIPS state dict (VGG for AnyViewBench); no LPIPS without."
+    ),
+    ssim: str | None = typer.Option(
+        None,
+        "--ssim",
+        help="uniform (scikit-image's default, AnyViewBench's) or gaussian (11-tap, sigma 1.5); "
+        "default: uniform on AnyViewBench, gaussian elsewhere.",
+    ),
+    split: list[str] = typer.Option(
+        [], "--split", help="AnyViewBench: score only this split (repeatable)."
+    ),
+    device: str = typer.Option(
+        "cpu", "--device", help="Where LPIPS runs (cuda: AnyViewBench's float64 LPIPS is slow)."
     ),
     videos: bool = typer.Option(True, "--videos/--no-videos", help="Side-by-side episode videos."),
     option: list[str] = typer.Option(
         [],
         "--option",
-        "-o",
         help="KEY=VALUE passed to the method (VALUE read as JSON if it can be).",
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Run a novel-view METHOD on every input/target camera pair and tabulate the metrics."""
-    from dreamjourney.eval.bench import run_bench
+    """Run a novel-view METHOD on every episode and tabulate the metrics.
+
+    On an AnyViewBench root the published protocol is used (see `dreamjourney.eval.anyviewbench`)
+    and the paper's panels are printed beside the published numbers; on other scene sets every
+    input/target camera pair (`--pairs`) is an episode.
+    """
+    from dreamjourney.eval.anyviewbench import is_bench_root, read_bench_root
+    from dreamjourney.pipelines.novel_view import METHODS, build_method
 
     method_options = parse_key_values(option, option="--option")
+    if method not in METHODS:
+        build_method(method)  # the unknown-method error
+    if ssim not in (None, "uniform", "gaussian"):
+        raise InputError(f"must be uniform or gaussian, got {ssim!r}", field="--ssim")
+    root = read_bench_root(scenes, split or None) if is_bench_root(scenes) else None
+    if root is None and (split or ssim == "uniform"):
+        raise InputError(
+            "is only for AnyViewBench roots (a folder with splits.json); scene sets are scored "
+            "with the gaussian SSIM",
+            field="--split" if split else "--ssim",
+        )
+    built = build_method(method, **method_options)
 
-    with Progress(console=err_console, transient=True) as progress:
+    with Progress(console=err_console, transient=True, disable=quiet) as progress:
         task = progress.add_task(f"bench {method}", total=None)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        results = run_bench(
-            method,
-            scenes,
-            out,
-            pairs=pairs,
-            lpips_weights=lpips_weights,
-            videos=videos,
-            progress=advance,
-            **method_options,
+        if root is not None:
+            from dreamjourney.eval.anyviewbench import run_anyviewbench
+
+            results = run_anyviewbench(
+                built, root, out, name=method, method_options=method_options,
+                lpips_weights=lpips_weights, lpips_device=device, ssim_kind=ssim or "uniform",
+                videos=videos,
+                progress=advance,
+            )  # fmt: skip
+        else:
+            from dreamjourney.eval.bench import run_bench
+
+            results = run_bench(
+                built, scenes, out, name=method, method_options=method_options, pairs=pairs,
+                lpips_weights=lpips_weights, lpips_device=device, videos=videos,
+                progress=advance,
+            )  # fmt: skip
+    if root is not None:
+        _print_anyviewbench(results)
+    else:
+        table = Table(
+            "dataset", *results["metrics"], title=f"{method} ({len(results['episodes'])} episodes)"
         )
-    table = Table(
-        "dataset", *results["metrics"], title=f"{method} ({len(results['episodes'])} episodes)"
-    )
-    for name, means in results["per_dataset"].items():
-        table.add_row(
-            name,
-            *(f"{means[m]:.4f}" if means[m] is not None else "n/a" for m in results["metrics"]),
-        )
-    console.print(table)
+        for name, means in results["per_dataset"].items():
+            table.add_row(
+                name,
+                *(f"{means[m]:.4f}" if means[m] is not None else "n/a" for m in results["metrics"]),
+            )
+        console.print(table)
     console.print(f"tables: {out / 'results.md'}")
+
+
+def _print_anyviewbench(results: dict) -> None:
+    """The paper's panels that have data (beside the published numbers), then the groups."""
+    from dreamjourney.eval.anyviewbench import PANELS, REFERENCE, metric_cells, reference_cell
+
+    metrics = results["metrics"]
+    titles = {"zero_shot": "zero-shot", "in_distribution": "in-distribution"}
+    for panel, title in titles.items():
+        entry = results["panels"][panel]
+        if not entry["datasets"]:
+            continue
+        table = Table("dataset", "PSNR", "SSIM", "LPIPS", *REFERENCE, title=f"AnyViewBench {title}")
+        for dataset in (*PANELS[panel], "mean"):
+            means = entry["mean"] if dataset == "mean" else entry["datasets"].get(dataset)
+            if means is not None:
+                refs = [
+                    reference_cell(s, dataset) if panel == "zero_shot" else "" for s in REFERENCE
+                ]
+                table.add_row(dataset, *metric_cells(means, metrics), *refs)
+        console.print(table)
+    table = Table(
+        "group", "PSNR", "SSIM", "LPIPS",
+        title=f"{results['method']} on AnyViewBench ({len(results['episodes'])} episodes)",
+    )  # fmt: skip
+    for group, means in results["per_group"].items():
+        table.add_row(group, *metric_cells(means, metrics))
+    table.add_row("mean", *metric_cells(results["overall"], metrics))
+    console.print(table)

@@ -4,54 +4,60 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dreamjourney.cli.console import console, err_console, prepare_cpu_rasterizer
-from dreamjourney.cli.options import parse_size
+from dreamjourney.cli.options import parse_key_values, parse_size
 from dreamjourney.errors import InputError
-from dreamjourney.io.images import load_image
-from dreamjourney.io.rundir import SegmentRecord
-from dreamjourney.pipelines.journey import JourneyCallback
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from dreamjourney.pipelines.journey import JourneyCallback
 
 
-class _RichCallback(JourneyCallback):
+def _rich_callback(progress: Progress) -> JourneyCallback:
     """Segments bar, a bar for the steps of the current model call, a line per segment."""
+    from dreamjourney.io.rundir import SegmentRecord
+    from dreamjourney.pipelines.journey import JourneyCallback
 
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.segments = progress.add_task("segments", total=None)
-        self.steps = progress.add_task("", total=None, visible=False)
-        self._t0 = time.perf_counter()
+    class RichCallback(JourneyCallback):
+        def __init__(self) -> None:
+            self.segments = progress.add_task("segments", total=None)
+            self.steps = progress.add_task("", total=None, visible=False)
+            self._t0 = time.perf_counter()
 
-    def run_start(self, total: int, done: int) -> None:
-        self.progress.start()  # only now: errors found before this print without bars
-        self.progress.update(self.segments, total=total, completed=done)
+        def run_start(self, total: int, done: int) -> None:
+            progress.start()  # only now: errors found before this print without bars
+            progress.update(self.segments, total=total, completed=done)
 
-    def segment_start(self, index: int) -> None:
-        self.progress.update(self.segments, description=f"segment {index}")
+        def segment_start(self, index: int) -> None:
+            progress.update(self.segments, description=f"segment {index}")
 
-    def model_start(self, name: str) -> None:
-        self.progress.reset(self.steps, total=None, description=f"  {name}", visible=True)
+        def model_start(self, name: str) -> None:
+            progress.reset(self.steps, total=None, description=f"  {name}", visible=True)
 
-    def model_step(self, step: int, total: int) -> None:
-        self.progress.update(self.steps, completed=step, total=total)
+        def model_step(self, step: int, total: int) -> None:
+            progress.update(self.steps, completed=step, total=total)
 
-    def segment_end(self, record: SegmentRecord) -> None:
-        self.progress.advance(self.segments)
-        self.progress.update(self.steps, visible=False)
-        s = record.seconds
-        self.progress.console.print(
-            f"segment {record.index}: {record.num_frames} frames "
-            f"({record.stage1_frames} stage I + {record.stage2_frames} stage II) in "
-            f"{s.get('total', 0):.1f} s (models {s.get('models', 0):.1f} s), "
-            f"world {record.world_points:,} points (+{record.points_added:,})",
-            highlight=False,
-        )
+        def segment_end(self, record: SegmentRecord) -> None:
+            progress.advance(self.segments)
+            progress.update(self.steps, visible=False)
+            s = record.seconds
+            progress.console.print(
+                f"segment {record.index}: {record.num_frames} frames "
+                f"({record.stage1_frames} stage I + {record.stage2_frames} stage II) in "
+                f"{s.get('total', 0):.1f} s (models {s.get('models', 0):.1f} s), "
+                f"world {record.world_points:,} points (+{record.points_added:,})",
+                highlight=False,
+            )
 
-    def finishing(self, what: str) -> None:
-        self.progress.update(self.steps, description=f"  writing {what}", total=None, visible=True)
+        def finishing(self, what: str) -> None:
+            progress.update(self.steps, description=f"  writing {what}", total=None, visible=True)
+
+    return RichCallback()
 
 
 def journey(
@@ -61,6 +67,15 @@ def journey(
     ),
     trajectory: str = typer.Option(
         "forward", "--trajectory", "-t", help="A trajectory preset name or a camera file."
+    ),
+    option: list[str] = typer.Option(
+        [], "--set", help="Preset option KEY=VALUE (JSON value), repeatable."
+    ),
+    path_scale: float | None = typer.Option(
+        None,
+        "--path-scale",
+        help="World units per unit of the camera file (default: fitted to the scene; see the "
+        "README).",
     ),
     segments: int | None = typer.Option(
         None, "--segments", "-n", help="Total segments (default 3, or all of a camera file)."
@@ -103,8 +118,11 @@ def journey(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """One photo -> a perpetual video flying along a camera path (DreamJourney)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dreamjourney.io.images import default_size, load_image
     from dreamjourney.models.registry import NATIVE, load_config
-    from dreamjourney.pipelines.journey import JourneyConfig, JourneyPipeline, default_size
+    from dreamjourney.pipelines.journey import JourneyConfig, JourneyPipeline
 
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise InputError(f"expected cpu or cuda, got {device!r}", field="--device")
@@ -134,6 +152,8 @@ def journey(
         prepare_cpu_rasterizer(quiet)
     journey_config = JourneyConfig(
         trajectory=trajectory,
+        trajectory_options=parse_key_values(option, option="--set"),
+        path_scale=path_scale,
         frames_per_segment=frames,
         motion=not no_motion,
         motion_frames=motion_frames,
@@ -161,10 +181,12 @@ def journey(
             resume=resume,
             extend=extend,
             device=device,
-            callback=None if quiet else _RichCallback(progress),
+            callback=None if quiet else _rich_callback(progress),
         )
     finally:
         progress.stop()
+    if result.path_fit:
+        err_console.print(result.path_fit, highlight=False, soft_wrap=True)
     if result.already_complete and not result.segments_made:
         console.print(f"run already complete ({result.run.manifest.num_segments} segments)")
     console.print(f"video: {result.video} ({result.num_frames} frames)", highlight=False)

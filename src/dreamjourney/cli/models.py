@@ -1,4 +1,5 @@
-"""`dreamjourney models`: roles, backends, presets, and which weights are on this machine."""
+"""`dreamjourney models`: roles, backends, presets, and which weights are on this machine;
+`dreamjourney models convert-anyview`: the released AnyView files as a diffusers folder."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dreamjourney.cli.console import console
+from dreamjourney.cli.console import console, err_console
+
+app = typer.Typer(invoke_without_command=True)
 
 
+@app.callback()
 def models(
+    ctx: typer.Context,
     config: Path | None = typer.Option(
         None, "--config", "-c", help="A backend config (JSON or TOML) whose models are checked too."
     ),
 ) -> None:
     """List model roles, backends and presets, and which weights are found locally."""
+    if ctx.invoked_subcommand is not None:
+        return
     from dreamjourney.models.registry import (
         BACKENDS,
         NATIVE,
@@ -88,3 +95,24 @@ def models(
             status = "[yellow]built on first use[/]"
         found.add_row(model, first, status)
     console.print(found)
+
+
+@app.command("convert-anyview")
+def convert_anyview(
+    checkpoint: Path = typer.Argument(..., help="The released anyview_dvs_2b.pt."),
+    out: Path = typer.Argument(..., help="New folder for the diffusers pipeline."),
+    vae: str | None = typer.Option(
+        None,
+        help="The Wan2.1 VAE: the release's tokenizer.pth (default: beside CHECKPOINT), a "
+        "diffusers VAE folder or a cached hub id such as Wan-AI/Wan2.1-T2V-1.3B-Diffusers.",
+    ),
+    text_embedding: Path | None = typer.Option(
+        None, help="The release's default_text_emb.pt (default: beside CHECKPOINT)."
+    ),
+) -> None:
+    """Convert the released AnyView files into a folder `anyview --method anyview --model` takes."""
+    from dreamjourney.pipelines.anyview_official import convert_release
+
+    with err_console.status("converting the AnyView release"):
+        convert_release(checkpoint, out, vae=vae, text_embedding=text_embedding)
+    console.print(f"wrote {out} (load it with --method anyview --model {out})")

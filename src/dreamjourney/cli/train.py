@@ -24,6 +24,7 @@ def anyview(
     resume: str | None = typer.Option(
         None, help="'latest' or a checkpoint directory (overrides the config)."
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Train the learned AnyView model (flow matching, two camera-conditioned streams)."""
     from dreamjourney.training.config import load_train_config
@@ -38,7 +39,7 @@ def anyview(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console) as bar:
+    with Progress(*columns, console=err_console, disable=quiet) as bar:
         task = bar.add_task("train", total=cfg.steps, loss="-")
 
         def report(step: int, total: int, loss: float) -> None:

@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from dreamjourney.camera.cameras import Cameras
-from dreamjourney.camera.formats import (
-    WRITABLE,
-    detect_format,
-    format_from_suffix,
-    load_cameras,
-    nerfstudio,
-    save_cameras,
-)
-from dreamjourney.camera.trajectories import PRESETS, make_trajectory, resolve_trajectory
 from dreamjourney.cli.console import console, err_console
 from dreamjourney.cli.options import parse_key_values, parse_size
 from dreamjourney.errors import InputError
 
+if TYPE_CHECKING:
+    from dreamjourney.camera.cameras import Cameras
+
 app = typer.Typer(
-    help="Make, convert and preview camera paths. Presets: " + ", ".join(PRESETS) + ".",
+    help="Make, convert and preview camera paths (presets such as forward, orbit, journey; "
+    "camera files in any supported format).",
     no_args_is_help=True,
 )
+DEFAULT_SIZE = "512x512"
 
 
 def fps_of(cameras: Cameras, default: float = 24.0) -> float:
@@ -38,27 +34,16 @@ def _path_from(
     spec: str,
     frames: int | None,
     scene_scale: float,
-    size: str,
+    size: str | None,
     fov: float,
     fps: float,
     seed: int,
     options: list[str],
 ) -> Cameras:
-    width, height = parse_size(size)
-    if options:
-        if spec not in PRESETS:
-            raise InputError("--set applies to presets only", source=spec, field="--set")
-        return make_trajectory(
-            spec,
-            frames if frames is not None else round(2 * fps) + 1,
-            scene_scale=scene_scale,
-            width=width,
-            height=height,
-            fov_deg=fov,
-            seed=seed,
-            fps=fps,
-            **parse_key_values(options, option="--set"),
-        )
+    from dreamjourney.camera.trajectories import resolve_trajectory
+
+    image_size = parse_size(size) if size is not None else None
+    width, height = image_size or parse_size(DEFAULT_SIZE)
     return resolve_trajectory(
         spec,
         frames,
@@ -68,6 +53,8 @@ def _path_from(
         fov_deg=fov,
         seed=seed,
         fps=fps,
+        size=image_size,
+        options=parse_key_values(options, option="--set"),
     )
 
 
@@ -76,13 +63,20 @@ FRAMES = typer.Option(
     None, "--frames", "-n", help="Frames (default: 2 s of a preset; a file's own count)."
 )
 SCALE = typer.Option(1.0, "--scene-scale", help="Unit of distance: the median scene depth.")
-SIZE = typer.Option("512x512", "--size", help="Image size WxH of the start camera.")
+SIZE = typer.Option(
+    None,
+    "--size",
+    help=f"Image size WxH of the start camera (default {DEFAULT_SIZE}); for a camera file that "
+    "states no size and has no images beside it, its image size.",
+)
 FOV = typer.Option(60.0, "--fov", help="Horizontal field of view of the start camera, degrees.")
 FPS = typer.Option(24.0, "--fps", help="Frames per second (times of the frames).")
 SEED = typer.Option(0, "--seed", help="Seed of random presets (wander).")
 SET = typer.Option([], "--set", help="Preset option KEY=VALUE (JSON value), repeatable.")
 FORMAT = typer.Option(
-    None, "--format", help=f"One of {', '.join(WRITABLE)} (default: from the file name)."
+    None,
+    "--format",
+    help="Output format: a writable format's name (default: from the file name).",
 )
 
 
@@ -92,7 +86,7 @@ def make(
     out: Path = typer.Option(..., "--out", "-o", help="Camera file (or COLMAP directory)."),
     frames: int | None = FRAMES,
     scene_scale: float = SCALE,
-    size: str = SIZE,
+    size: str | None = SIZE,
     fov: float = FOV,
     fps: float = FPS,
     seed: int = SEED,
@@ -100,6 +94,8 @@ def make(
     format: str | None = FORMAT,
 ) -> None:
     """Lay out a camera path from a preset (or a keyframe file) and write it."""
+    from dreamjourney.camera.formats import save_cameras
+
     cameras = _path_from(preset, frames, scene_scale, size, fov, fps, seed, option)
     save_cameras(cameras, out, format=format, fps=fps)
     console.print(f"wrote {len(cameras)} cameras to {out}", highlight=False)
@@ -110,10 +106,21 @@ def convert(
     src: Path = typer.Argument(..., help="Camera file in any supported format."),
     out: Path = typer.Argument(..., help="Output file (or COLMAP directory)."),
     format: str | None = FORMAT,
+    size: str | None = typer.Option(
+        None, "--size", help="Image size WxH of a camera file that states none."
+    ),
 ) -> None:
     """Convert a camera file between formats (input detected by content)."""
+    from dreamjourney.camera.formats import (
+        detect_format,
+        format_from_suffix,
+        load_cameras,
+        nerfstudio,
+        save_cameras,
+    )
+
     name = detect_format(src)
-    cameras = load_cameras(src, format=name)
+    cameras = load_cameras(src, format=name, size=parse_size(size) if size else None)
     target = format or format_from_suffix(out)
     if target == "nerfstudio" and (loss := nerfstudio.lost_in_conversion(cameras)):
         err_console.print(f"warning: {loss}", highlight=False, markup=False)
@@ -127,15 +134,27 @@ def preview(
     out: Path = typer.Option(..., "--out", "-o", help="PNG to write."),
     frames: int | None = FRAMES,
     scene_scale: float = SCALE,
-    size: str = SIZE,
+    size: str | None = SIZE,
     fov: float = FOV,
     fps: float = FPS,
     seed: int = SEED,
     option: list[str] = SET,
+    up: str | None = typer.Option(
+        None,
+        "--up",
+        help="The world's up axis, e.g. +z or -y (default: from the cameras: -y for our own "
+        "paths, +z for nerfstudio, instant-ngp and Blender scenes).",
+    ),
 ) -> None:
     """Draw a path seen from above and from the side, with camera frusta along it."""
-    from dreamjourney.io.plots import plot_trajectory
+    from dreamjourney.io.plots import axis_label, parse_up, plot_trajectory, up_axis
 
+    try:
+        up_axis_given = parse_up(up) if up is not None else None
+    except ValueError as exc:
+        raise InputError(str(exc), field="--up") from None
     cameras = _path_from(spec, frames, scene_scale, size, fov, fps, seed, option)
-    plot_trajectory(cameras, out, title=f"{Path(spec).name}: {len(cameras)} cameras")
-    console.print(f"wrote {out}", highlight=False)
+    chosen = up_axis_given or up_axis(cameras)
+    plot_trajectory(cameras, out, title=f"{Path(spec).name}: {len(cameras)} cameras", up=chosen)
+    how = "given" if up_axis_given else "from the cameras"
+    console.print(f"wrote {out} (up = {axis_label(chosen)}, {how})", highlight=False)

@@ -44,7 +44,11 @@ METADATA = "metadata.json"
 
 
 def sniff(directory: Path) -> bool:
-    return (directory / METADATA).is_file() and (directory / "rgb").is_dir()
+    return (
+        (directory / METADATA).is_file()
+        and (directory / "rgb").is_dir()
+        and (directory / "lowdim").is_dir()
+    )
 
 
 def _get(meta: dict, dotted: str, default=None):

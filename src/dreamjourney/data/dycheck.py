@@ -37,7 +37,9 @@ FRAME_NAME = re.compile(r"^(?P<cam>[A-Za-z0-9]+)_(?P<time>\d+)$")
 
 
 def sniff(directory: Path) -> bool:
-    return (directory / "camera").is_dir() and (directory / "rgb").is_dir()
+    """camera/ holding <camid>_<time>.json files (the frames may be missing: loading says so)."""
+    camera = directory / "camera"
+    return camera.is_dir() and any(FRAME_NAME.match(p.stem) for p in camera.glob("*.json"))
 
 
 def _number(data: dict, key: str, path: Path, *, positive: bool = False) -> float:

@@ -9,8 +9,19 @@ from dreamjourney.data.scene import SCENE_FILE, load_scene
 from dreamjourney.data.types import Scene4D
 from dreamjourney.errors import InputError
 
+
+def _native(directory: Path) -> bool:
+    """scene.json beside per-camera folders holding cameras.json (DyCheck scenes have a
+    scene.json of their own, but no such folder)."""
+    return (directory / SCENE_FILE).is_file() and any(
+        (child / "cameras.json").is_file() for child in directory.iterdir() if child.is_dir()
+    )
+
+
+# Each layout is recognised by the folders that make it, not by a file name that another
+# layout shares (DyCheck also holds scene.json and metadata.json).
 LAYOUTS = {
-    "native": (lambda d: (d / SCENE_FILE).is_file(), load_scene),
+    "native": (_native, load_scene),
     "anyview": (anyview.sniff, anyview.load_anyview_scene),
     "dycheck": (dycheck.sniff, dycheck.load_dycheck_scene),
 }
@@ -35,8 +46,8 @@ def load_any_scene(directory: str | Path) -> Scene4D:
     layout = detect_layout(directory)
     if layout is None:
         raise InputError(
-            "not a scene: expected scene.json (native), metadata.json + rgb/ (AnyView) or "
-            "camera/ + rgb/ (DyCheck)",
+            "not a scene: expected scene.json + camera folders with cameras.json (native), "
+            "metadata.json + rgb/ + lowdim/ (AnyView) or camera/<cam>_<time>.json (DyCheck)",
             source=directory,
         )
     return LAYOUTS[layout][1](directory)

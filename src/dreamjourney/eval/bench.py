@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -41,6 +41,8 @@ PAIRS = ("all", "input", "extreme")
 
 
 class NovelViewMethod(Protocol):
+    """What the benchmarks call; methods are built by name in `dreamjourney.pipelines.novel_view`."""
+
     def __call__(
         self,
         input_frames: Tensor,
@@ -48,16 +50,23 @@ class NovelViewMethod(Protocol):
         target_cameras: Cameras,
         *,
         input_depth: Tensor | None,
+        moment_scale: float | None,
     ) -> Tensor:
         """(T, 3, H, W) input video, T input and T target cameras -> (T, 3, H', W') prediction
-        at the target cameras' size."""
+        at the target cameras' size.
+
+        `input_depth` is the input camera's (T, H, W) depth where the scene has it;
+        `moment_scale` the episode's Plücker moment scale where the benchmark defines one
+        (AnyViewBench). Methods ignore what they do not use."""
         ...
 
 
 class CopyInput:
     """The input frame as the prediction (resized to the target size if they differ)."""
 
-    def __call__(self, input_frames, input_cameras, target_cameras, *, input_depth=None):
+    def __call__(
+        self, input_frames, input_cameras, target_cameras, *, input_depth=None, moment_scale=None
+    ):
         size = (target_cameras.height, target_cameras.width)
         if tuple(input_frames.shape[-2:]) == size:
             return input_frames.clone()
@@ -69,7 +78,9 @@ class CopyInput:
 class WarpInput:
     """The input RGB-D frame splatted into the target camera (z-buffer), holes black."""
 
-    def __call__(self, input_frames, input_cameras, target_cameras, *, input_depth=None):
+    def __call__(
+        self, input_frames, input_cameras, target_cameras, *, input_depth=None, moment_scale=None
+    ):
         if input_depth is None:
             raise InputError("warp-input needs the input camera's depth", field="input_depth")
         return torch.stack(
@@ -80,31 +91,6 @@ class WarpInput:
                 for t in range(len(input_frames))
             ]
         )
-
-
-def _anyview_geometry(**options) -> NovelViewMethod:
-    from dreamjourney.pipelines.anyview_geometry import AnyViewGeometryMethod
-
-    return AnyViewGeometryMethod(**options)
-
-
-def _anyview_learned(**options) -> NovelViewMethod:
-    from dreamjourney.pipelines.anyview_learned import learned_method
-
-    return learned_method(**options)
-
-
-METHODS: dict[str, Callable[..., NovelViewMethod]] = {
-    "copy-input": CopyInput,
-    "warp-input": WarpInput,
-    "geometry": _anyview_geometry,
-    "learned": _anyview_learned,
-}
-
-
-def register_method(name: str, factory: Callable[..., NovelViewMethod]) -> None:
-    """Make `factory(**method_options)` available to `run_bench` under `name`."""
-    METHODS[name] = factory
 
 
 def camera_pairs(scene: Scene4D, pairs: str = "all") -> list[tuple[str, str]]:
@@ -182,27 +168,27 @@ def json_safe(value):
 
 
 def run_bench(
-    method_name: str,
+    method: NovelViewMethod,
     scenes_dir: str | Path,
     out_dir: str | Path,
     *,
+    name: str,
+    method_options: Mapping[str, Any] | None = None,
     pairs: str = "all",
     lpips_weights: str | Path | None = None,
+    lpips_device: str = "cpu",
     videos: bool = True,
     progress: Callable[[int, int], None] | None = None,
-    **method_options,
 ) -> dict:
-    """Run `method_name` on every episode of the scenes under `scenes_dir`; write the tables.
+    """Run `method` on every episode of the scenes under `scenes_dir`; write the tables.
 
     `scenes_dir` is one scene, a folder of scenes (one dataset, named after the folder) or a
-    folder of such folders (one dataset each). Returns what `results.json` holds.
+    folder of such folders (one dataset each). `name` and `method_options` are recorded.
+    Returns what `results.json` holds.
     """
-    if method_name not in METHODS:
-        raise InputError(
-            f"unknown method {method_name!r}; known: {', '.join(sorted(METHODS))}", field="METHOD"
-        )
-    method = METHODS[method_name](**method_options)
-    lpips = LPIPS.from_file(lpips_weights) if lpips_weights is not None else None
+    method_name = name
+    method_options = dict(method_options or {})
+    lpips = LPIPS.from_file(lpips_weights).to(lpips_device) if lpips_weights is not None else None
     found = find_scenes(Path(scenes_dir))
     out_dir = Path(out_dir)
     metrics = ["psnr", "psnr_visible", "ssim"] + (["lpips"] if lpips is not None else [])
@@ -219,7 +205,9 @@ def run_bench(
             if len(ia) == 0:
                 raise InputError(f"cameras {src} and {dst} share no frame times", source=scene.name)
             depth = a.depth[ia] if a.depth is not None else None
-            pred = method(a.frames[ia], a.cameras[ia], b.cameras[ib], input_depth=depth)
+            pred = method(
+                a.frames[ia], a.cameras[ia], b.cameras[ib], input_depth=depth, moment_scale=None
+            )
             gt = b.frames[ib]
             if pred.shape != gt.shape:
                 raise RuntimeError(

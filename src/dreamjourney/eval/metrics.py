@@ -7,9 +7,12 @@ per-frame values over frames, then episodes, then datasets (AnyView's protocol).
 - PSNR in dB for a data range of 1.
 - SSIM (Wang et al. 2004) with an 11x11 Gaussian window, sigma 1.5, C1 = 0.01^2, C2 = 0.03^2,
   on each RGB channel then averaged; the SSIM map keeps the image size (reflection padding) so
-  that a mask can select pixels.
+  that a mask can select pixels. `ssim_uniform` is scikit-image's default instead (7x7 uniform
+  window, sample covariance, a 3-pixel border left out), the SSIM AnyViewBench publishes.
 - LPIPS (Zhang et al. 2018): the project's AlexNet or VGG16 feature network and its 1x1 "lin"
-  layers, weights from a file the user provides.
+  layers, weights from a file the user provides; it runs in the dtype it is cast to.
+
+Float64 inputs are computed in float64, anything else in float32.
 - With no ground truth: `reprojection_consistency` and `temporal_flicker` between consecutive
   frames, from the cameras and a depth per frame.
 """
@@ -36,8 +39,12 @@ def _batch(x: Tensor) -> Tensor:
     return x[None] if x.ndim == 3 else x
 
 
+def _float(x: Tensor) -> Tensor:
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def _check_pair(pred: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
-    pred, gt = _batch(pred).float(), _batch(gt).float()
+    pred, gt = _float(_batch(pred)), _float(_batch(gt))
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(gt.shape)} differ")
     return pred, gt
@@ -47,11 +54,11 @@ def _mask(mask: Tensor | None, like: Tensor) -> Tensor:
     """(H, W) or (T, H, W) bool -> (T, 1, H, W) float weights; all ones without a mask."""
     t, _, h, w = like.shape
     if mask is None:
-        return torch.ones(t, 1, h, w, device=like.device)
+        return torch.ones(t, 1, h, w, device=like.device, dtype=like.dtype)
     m = mask if mask.ndim == 3 else mask[None]
     if m.shape[-2:] != (h, w) or m.shape[0] not in (1, t):
         raise ValueError(f"mask {tuple(mask.shape)} does not fit images {tuple(like.shape)}")
-    return m.to(like.device).float().expand(t, h, w)[:, None]
+    return m.to(like.device, like.dtype).expand(t, h, w)[:, None]
 
 
 def psnr(pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -105,6 +112,21 @@ def ssim(
     m = _mask(mask, pred)[:, 0]
     s = ssim_map(pred, gt, window=window, sigma=sigma)
     return (s * m).sum(dim=(1, 2)) / m.sum(dim=(1, 2))
+
+
+def ssim_uniform(pred: Tensor, gt: Tensor) -> Tensor:
+    """(T,) float64 SSIM as scikit-image computes it by default (`structural_similarity` with
+    `data_range=1`): 7x7 uniform window, sample covariance, per channel then averaged, the mean
+    taken without a 3-pixel border. No mask."""
+    from skimage.metrics import structural_similarity
+
+    pred, gt = _check_pair(pred, gt)
+    p, g = pred.double().cpu().numpy(), gt.double().cpu().numpy()
+    values = [
+        structural_similarity(a, b, channel_axis=0, data_range=1.0)
+        for a, b in zip(p, g, strict=True)
+    ]
+    return torch.tensor(values, dtype=torch.float64)
 
 
 # --------------------------------------------------------------------------- LPIPS
@@ -204,8 +226,8 @@ class LPIPS(nn.Module):
         if not path.is_file():
             raise MissingWeightsError(
                 "LPIPS weights not found; export them where the `lpips` package works with "
-                "torch.save(lpips.LPIPS(net='alex').state_dict(), 'lpips_alex.pth') and pass "
-                "that file",
+                "torch.save(lpips.LPIPS(net='vgg').state_dict(), 'lpips_vgg.pth') (net='alex' "
+                "for AlexNet; AnyViewBench uses VGG) and pass that file",
                 source=path,
             )
         try:
@@ -243,14 +265,15 @@ class LPIPS(nn.Module):
 
     @torch.no_grad()
     def forward(self, pred: Tensor, gt: Tensor, mask: Tensor | None = None) -> Tensor:
-        """(T,) distances between (T, 3, H, W) images in [0, 1], averaged over masked pixels."""
+        """(T,) distances between (T, 3, H, W) images in [0, 1], averaged over masked pixels,
+        computed in the module's dtype (`LPIPS(...).double()` for AnyViewBench's float64)."""
         pred, gt = _check_pair(pred, gt)
-        device = next(self.parameters()).device
-        pred, gt = pred.to(device), gt.to(device)
+        weight = next(self.parameters())
+        pred, gt = pred.to(weight.device, weight.dtype), gt.to(weight.device, weight.dtype)
         m = _mask(mask, pred)
         fa = self.net(self.scaling_layer(pred * 2 - 1))
         fb = self.net(self.scaling_layer(gt * 2 - 1))
-        total = torch.zeros(pred.shape[0], device=device)
+        total = torch.zeros(pred.shape[0], device=weight.device, dtype=weight.dtype)
         for k, (a, b) in enumerate(zip(fa, fb, strict=True)):
             a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)

@@ -1,6 +1,8 @@
 """Atomic file writes: write to a temporary file beside the target, fsync, then rename.
 
 A reader (or a resumed run) sees either the old file or the complete new one, never a part.
+The file gets the permissions of any new file (0666 less the user's umask), not the 0600 of a
+temporary file.
 """
 
 from __future__ import annotations
@@ -30,9 +32,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux), since setting
+    it to read it back races with other threads creating files."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def partial_files(folder: str | Path) -> list[Path]:

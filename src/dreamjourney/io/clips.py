@@ -29,19 +29,24 @@ def load_clip(
 ) -> tuple[Tensor, float]:
     """Read a video file, a folder of frames or a single image -> (frames (T,3,H,W), fps).
 
-    `size` (width, height) resizes every frame (area interpolation when shrinking); frames
-    from images have no frame rate of their own and get `fps`. `field` names the option or
-    argument in error messages.
+    `size` (width, height) resizes every frame (area interpolation when shrinking), before
+    frames of a folder are checked for a common size (so a folder of mixed sizes works with
+    it); frames from images have no frame rate of their own and get `fps`. `field` names the
+    option or argument in error messages.
     """
     path = Path(path)
     if path.is_dir():
         files = frame_files(path)[:max_frames]
         if not files:
             raise InputError("folder holds no image frames", source=path, field=field)
-        images = [load_image(f, min_size=1) for f in files]
+        images = [_resized(load_image(f, min_size=1)[None], size)[0] for f in files]
         shapes = {tuple(im.shape) for im in images}
         if len(shapes) > 1:
-            raise InputError(f"frames differ in size: {sorted(shapes)}", source=path, field=field)
+            raise InputError(
+                f"frames differ in size: {sorted(shapes)}; give --size WxH to resize them",
+                source=path,
+                field=field,
+            )
         clip = torch.stack(images)
     elif not path.exists():
         raise InputError("no such file or folder", source=path, field=field)
@@ -49,8 +54,12 @@ def load_clip(
         clip = load_image(path, min_size=1)[None]
     else:
         clip, fps = read_video(path, max_frames=max_frames)
-    if size is not None and (clip.shape[-1], clip.shape[-2]) != size:
-        clip = torch.nn.functional.interpolate(
-            clip, size=(size[1], size[0]), mode="area" if size[0] < clip.shape[-1] else "bilinear"
-        ).clamp(0, 1)
-    return clip, fps
+    return _resized(clip, size), fps
+
+
+def _resized(clip: Tensor, size: tuple[int, int] | None) -> Tensor:
+    """(T, 3, H, W) -> (T, 3, height, width) for size (width, height); None keeps it."""
+    if size is None or (clip.shape[-1], clip.shape[-2]) == size:
+        return clip
+    mode = "area" if size[0] < clip.shape[-1] else "bilinear"
+    return torch.nn.functional.interpolate(clip, size=(size[1], size[0]), mode=mode).clamp(0, 1)

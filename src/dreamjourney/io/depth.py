@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dreamjourney.camera.cameras import centre_crop_box
 from dreamjourney.errors import InputError
 
 
@@ -57,3 +58,14 @@ def load_depth(
     if not (depth > 0).any():
         raise InputError("depth is zero everywhere", source=path, field=field)
     return torch.from_numpy(depth)
+
+
+def fit_depth(depth: Tensor, width: int, height: int) -> Tensor:
+    """(h, w) z-depth -> (height, width): the centre crop and resize of `fit_image`, with
+    nearest-neighbour sampling so that no depth is blended across an edge."""
+    h, w = depth.shape
+    if (w, h) == (width, height):
+        return depth
+    left, top, cw, ch = centre_crop_box(w, h, width / height)
+    crop = depth[None, None, top : top + ch, left : left + cw]
+    return torch.nn.functional.interpolate(crop, size=(height, width), mode="nearest-exact")[0, 0]

@@ -13,10 +13,12 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from dreamjourney.camera.cameras import centre_crop_box
 from dreamjourney.errors import InputError
 from dreamjourney.io.atomic import atomic_path
 
 MAX_PIXELS = 64_000_000
+MAX_SIDE = 512  # default long side of the frames a command renders from a photo
 
 
 def load_image(path: str | Path, *, min_size: int = 8) -> Tensor:
@@ -81,3 +83,23 @@ def save_image(path: str | Path, image: Tensor) -> None:
         image = image.float()
     with atomic_path(path) as tmp:
         Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
+
+
+def default_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """A photo's size scaled down to fit `max_side`, rounded down to multiples of 8."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8)
+
+
+def fit_image(image: Tensor, width: int, height: int) -> Tensor:
+    """(3, h, w) -> (3, height, width): centre crop to the target aspect, then resize
+    (`Cameras.fit` does the same to a camera)."""
+    _, h, w = image.shape
+    if (w, h) == (width, height):
+        return image
+    left, top, cw, ch = centre_crop_box(w, h, width / height)
+    crop = image[None, :, top : top + ch, left : left + cw]
+    out = torch.nn.functional.interpolate(
+        crop, size=(height, width), mode="bicubic", antialias=True
+    )
+    return out[0].clamp(0, 1)

@@ -18,12 +18,52 @@ from dreamjourney.io.atomic import atomic_path
 
 MAX_POINTS = 40_000
 MAX_FRUSTA = 12
-# (horizontal, vertical) world axes and signs: top view looks down from world up (-y) with
-# x to the right and z (forward) up the page; side view looks from +x with z right, -y up.
-VIEWS = {
-    "top view (x right, z forward)": ((0, 1.0), (2, 1.0)),
-    "side view (z forward, up = -y)": ((2, 1.0), (1, -1.0)),
-}
+AXES = "xyz"
+Axis = tuple[int, float]  # a world axis (0, 1, 2) and a sign
+
+
+def parse_up(text: str) -> Axis:
+    """'+z', 'z', '-y' ... -> (axis, sign)."""
+    value = text.strip().lower()
+    sign = -1.0 if value.startswith("-") else 1.0
+    name = value.lstrip("+-")
+    if name not in ("x", "y", "z") or len(value) - len(name) > 1:
+        raise ValueError(f"expected a world axis such as +z, -y or x, got {text!r}")
+    return AXES.index(name), sign
+
+
+def up_axis(cameras: Cameras) -> Axis:
+    """The signed world axis nearest to the cameras' mean up direction (their image's -y axis):
+    -y for our own paths, +z for nerfstudio, instant-ngp and Blender scenes."""
+    up = -cameras.c2w[:, :3, 1].double().mean(0)
+    if float(up.norm()) < 1e-6:
+        return 1, -1.0
+    axis = int(up.abs().argmax())
+    return axis, 1.0 if float(up[axis]) > 0 else -1.0
+
+
+def axis_label(axis: Axis) -> str:
+    """(2, 1.0) -> '+z'."""
+    return ("-" if axis[1] < 0 else "+") + AXES[axis[0]]
+
+
+def _views(up: Axis) -> dict[str, tuple[Axis, Axis]]:
+    """Name -> (horizontal, vertical) signed world axes of the two views: from above (looking
+    down `up`, not mirrored) and from the side (up is up)."""
+    others = [a for a in range(3) if a != up[0]]
+    h = others[0]
+    v = others[1]
+    # h x v must point along up for the top view not to be mirrored
+    cross = torch.linalg.cross(torch.eye(3)[h], torch.eye(3)[v])
+    v_sign = float(cross[up[0]]) * up[1]
+    horizontal, vertical = (h, 1.0), (v, v_sign)
+    return {
+        f"top view ({axis_label(horizontal)} right, {axis_label(vertical)} up the page)": (
+            horizontal,
+            vertical,
+        ),
+        f"side view ({axis_label(vertical)} right, up = {axis_label(up)})": (vertical, up),
+    }
 
 
 def _frusta(cameras: Cameras, depth: float) -> np.ndarray:
@@ -35,7 +75,7 @@ def _frusta(cameras: Cameras, depth: float) -> np.ndarray:
     return torch.cat([cameras.centers[:, None], far], dim=1).double().numpy()
 
 
-def _plane(xyz: np.ndarray, axes: tuple[tuple[int, float], tuple[int, float]]) -> np.ndarray:
+def _plane(xyz: np.ndarray, axes: tuple[Axis, Axis]) -> np.ndarray:
     (i, si), (j, sj) = axes
     return np.stack([si * xyz[..., i], sj * xyz[..., j]], axis=-1)
 
@@ -46,6 +86,7 @@ def plot_trajectory(
     points: tuple[Tensor | np.ndarray, Tensor | np.ndarray] | None = None,
     *,
     title: str | None = None,
+    up: Axis | None = None,
 ) -> None:
     """Write a PNG with a top view and a side view of the camera path.
 
@@ -54,11 +95,14 @@ def plot_trajectory(
     underneath.
 
     Args:
-        cameras: the path, OpenCV c2w poses (world up = -y).
+        cameras: the path, OpenCV c2w poses.
         path: the PNG to write (atomically).
         points: optional (P, 3) world points and (P, 3) RGB colours in [0, 1].
+        up: the world's up axis and sign (`parse_up`); default: from the cameras (`up_axis`).
     """
     cameras = cameras.to("cpu")
+    up = up if up is not None else up_axis(cameras)
+    views = _views(up)
     centers = cameras.centers.double().numpy()
     extent = float(np.ptp(centers, axis=0).max()) if len(cameras) > 1 else 0.0
     cloud = colors = None
@@ -80,12 +124,14 @@ def plot_trajectory(
 
     fig = Figure(figsize=(13, 6.2), dpi=100)
     FigureCanvasAgg(fig)
-    for k, (name, axes) in enumerate(VIEWS.items()):
+    for k, (name, axes) in enumerate(views.items()):
         ax: Axes = fig.add_subplot(1, 2, k + 1)
         if cloud is not None and colors is not None and len(cloud):
             flat = _plane(cloud, axes)
-            # top view: draw the highest points (smallest y) last, as seen from above
-            order = np.argsort(-cloud[:, 1]) if k == 0 else np.argsort(cloud[:, 0])
+            # top view: the highest points drawn last, as seen from above; side view: the
+            # nearest last (the side view looks down -h, h the top view's horizontal axis)
+            depth_axis = up if k == 0 else (next(iter(views.values()))[0][0], 1.0)
+            order = np.argsort(depth_axis[1] * cloud[:, depth_axis[0]])
             ax.scatter(
                 flat[order, 0], flat[order, 1], c=colors[order], s=1.5, linewidths=0, zorder=0
             )
@@ -120,9 +166,8 @@ def plot_trajectory(
             label="start",
         )
         h_axis, v_axis = axes
-        labels = "xyz"
-        ax.set_xlabel(("-" if h_axis[1] < 0 else "") + labels[h_axis[0]] + " (world units)")
-        ax.set_ylabel(("-" if v_axis[1] < 0 else "") + labels[v_axis[0]] + " (world units)")
+        ax.set_xlabel(axis_label(h_axis) + " (world units)")
+        ax.set_ylabel(axis_label(v_axis) + " (world units)")
         ax.set_title(name)
         ax.set_aspect("equal", adjustable="datalim")
         ax.autoscale_view()

@@ -56,6 +56,7 @@ class SegmentRecord(BaseModel):
     seconds: dict[str, float] = Field(
         default_factory=dict, description="wall time: stage1, stage2, models, total"
     )
+    blank_frames: int = Field(default=0, description="stage I frames whose render was >= 95% holes")
 
     @property
     def num_frames(self) -> int:
@@ -73,6 +74,9 @@ class Manifest(BaseModel):
     seed: int
     num_segments: int = Field(description="segments the run is asked to have (grows on --extend)")
     scene_scale: float | None = Field(default=None, description="median depth of the photo")
+    path_scale: float | None = Field(
+        default=None, description="world units per unit of the trajectory file, if one was given"
+    )
     fov_deg: float | None = Field(
         default=None, description="horizontal field of view of the photo's camera, degrees"
     )

@@ -49,6 +49,12 @@ def x264_options(crf: int) -> dict[str, object]:
     return options
 
 
+def video_size(width: int, height: int) -> tuple[int, int]:
+    """The size an H.264 (yuv420p) file stores for width x height frames: odd sides are padded
+    by one pixel."""
+    return width + width % 2, height + height % 2
+
+
 class VideoWriter:
     """Write frames one at a time to an H.264 MP4; the file appears atomically on `close()`.
 
@@ -73,12 +79,12 @@ class VideoWriter:
             stream = self._container.add_stream(
                 "libx264", rate=Fraction(self.fps).limit_denominator(1001)
             )
-            stream.width, stream.height = w + w % 2, h + h % 2
+            stream.width, stream.height = video_size(w, h)
             stream.pix_fmt = "yuv420p"
             stream.options = x264_options(self.crf)
             self._stream = stream
         stream = self._stream
-        if (w + w % 2, h + h % 2) != (stream.width, stream.height):
+        if video_size(w, h) != (stream.width, stream.height):
             raise ValueError(f"frame size {w}x{h} differs from the video's first frame")
         if w % 2 or h % 2:
             rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")

@@ -321,6 +321,17 @@ def resolve_specs(
     return specs
 
 
+_kept: dict[str, Backends] | None = None
+
+
+def keep_backends(enabled: bool = True) -> None:
+    """From now on in this process, `build_backends` returns the `Backends` it built before for
+    the same preset, config, device and dtype, so models that one run loaded stay loaded for
+    the next (a batch worker runs many jobs in one process). `False` forgets them."""
+    global _kept
+    _kept = {} if enabled else None
+
+
 def build_backends(
     preset: str = "offline",
     *,
@@ -331,8 +342,23 @@ def build_backends(
     """Backends for `preset` (a key of `PRESETS`), overridden by `config`.
 
     `config` may also name `preset`, `device` and `dtype` (which win over the arguments).
-    Unknown preset, role, backend or option -> InputError. Nothing is loaded yet.
+    Unknown preset, role, backend or option -> InputError. Nothing is loaded yet (and nothing
+    is built again after `keep_backends()`).
     """
+    if _kept is None:
+        return _build_backends(preset, config, device, dtype)
+    key = json.dumps([preset, config, str(device), str(dtype)], sort_keys=True, default=str)
+    if key not in _kept:
+        _kept[key] = _build_backends(preset, config, device, dtype)
+    return _kept[key]
+
+
+def _build_backends(
+    preset: str,
+    config: dict[str, Any] | None,
+    device: str | torch.device,
+    dtype: str | torch.dtype | None,
+) -> Backends:
     config = dict(config or {})
     chosen = config.get("preset", preset)
     device = config.get("device", device)

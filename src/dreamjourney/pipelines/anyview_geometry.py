@@ -4,6 +4,10 @@ For every input frame t: a depth map (given, or estimated and made consistent ov
 cloud lifted from the frame, rendered from target camera t at the same moment, which leaves holes
 where the input never saw the scene; a completion backend fills the holes of the whole clip at once,
 so the fill is temporally consistent.
+
+Input cameras with a unit of their own (`metric_cameras`) need depth in that unit: a relative
+estimate is scaled by the parallax between input frames (`dreamjourney.scene.parallax`) where
+the camera moves; a camera that does not move gives no scale, and that is an error that says so.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import torch
 from torch import Tensor
 
 from dreamjourney.camera import Cameras
+from dreamjourney.errors import InputError
 from dreamjourney.models.protocols import Completer, DepthEstimator
 from dreamjourney.scene import align_depth, rasterize, unproject
+from dreamjourney.scene.parallax import MIN_PARALLAX_DEG, MIN_POINTS, parallax_scales
 
 # A pixel is static between two frames when its colour changes by less than this (mean |dRGB|).
 STATIC_COLOUR_THRESHOLD = 0.04
@@ -32,6 +38,14 @@ class AnyViewGeometryOutput:
     render: Tensor
     mask: Tensor
     depth: Tensor
+
+
+@dataclass
+class InputDepth:
+    """depth: (T, H, W) z-depth of the input frames; how: what was done to get it, in words."""
+
+    depth: Tensor
+    how: str
 
 
 def temporally_consistent_depth(
@@ -80,6 +94,52 @@ class AnyViewGeometryPipeline:
         self.completer = completer
 
     @torch.no_grad()
+    def estimate_depth(
+        self, video: Tensor, input_cameras: Cameras, *, metric_cameras: bool = False
+    ) -> InputDepth:
+        """Depth of every input frame, estimated.
+
+        Args:
+            video: (T, 3, H, W) in [0, 1].
+            input_cameras: the T cameras of the frames.
+            metric_cameras: the cameras have a unit of their own (a camera file), so the depth
+                must be in it. A relative estimate is then scaled per frame by its parallax with
+                other frames (frames without enough parallax take the median scale of those
+                with); if no frame has any, `InputError`. Otherwise (a default static camera)
+                the estimate's own unit is the scene's and it is made consistent over time.
+        """
+        results = [self.depth.estimate(frame) for frame in video]
+        estimates = torch.stack([r.depth for r in results])
+        if all(r.metric for r in results):
+            return InputDepth(estimates, "depth from a metric estimator")
+        if not metric_cameras:
+            return InputDepth(
+                temporally_consistent_depth(estimates, video, space=results[0].space),
+                "relative depth estimate, one scale over time (the input camera's unit)",
+            )
+        fits = parallax_scales(video, estimates, input_cameras)
+        found = [f for f in fits if f is not None]
+        if not found:
+            centres = input_cameras.centers
+            baseline = float((centres - centres[0]).norm(dim=-1).max())
+            raise InputError(
+                f"the input cameras move {baseline:.3g} units at most, too little to see the "
+                f"scale of the estimated depth in their unit (needs {MIN_POINTS} points seen "
+                f"{MIN_PARALLAX_DEG:g} deg apart); give --depth in the cameras' units, or a "
+                "preset whose depth model is metric",
+                field="--input-cameras",
+            )
+        median = float(torch.tensor([f.scale for f in found]).median())
+        scales = torch.tensor([f.scale if f is not None else median for f in fits])
+        points = sum(f.points for f in found)
+        return InputDepth(
+            estimates * scales[:, None, None],
+            f"relative depth estimate scaled to the input cameras' unit (x{median:.4g}, median "
+            f"over frames) by the parallax of {points} points in {len(found)} of {len(fits)} "
+            "frames",
+        )
+
+    @torch.no_grad()
     def __call__(
         self,
         video: Tensor,
@@ -87,6 +147,7 @@ class AnyViewGeometryPipeline:
         target_cameras: Cameras,
         *,
         input_depth: Tensor | None = None,
+        metric_cameras: bool = False,
         prompt: str = "",
         generator: torch.Generator | None = None,
         progress: Callable[[int, int], None] | None = None,
@@ -98,7 +159,8 @@ class AnyViewGeometryPipeline:
             input_cameras: T cameras that filmed `video` (OpenCV axes, c2w), size W x H.
             target_cameras: T cameras to film from, at the same times, in the same world frame.
             input_depth: optional (T, H, W) z-depth of the input in the cameras' units; without
-                it, depth is estimated per frame and made consistent over time.
+                it, depth is estimated (`estimate_depth`).
+            metric_cameras: the input cameras have a unit of their own (see `estimate_depth`).
         """
         num_frames = video.shape[0]
         if len(input_cameras) != num_frames or len(target_cameras) != num_frames:
@@ -107,9 +169,9 @@ class AnyViewGeometryPipeline:
                 f"{len(target_cameras)} target cameras"
             )
         if input_depth is None:
-            results = [self.depth.estimate(frame) for frame in video]
-            estimates = torch.stack([r.depth for r in results])
-            input_depth = temporally_consistent_depth(estimates, video, space=results[0].space)
+            input_depth = self.estimate_depth(
+                video, input_cameras, metric_cameras=metric_cameras
+            ).depth
         renders, masks = [], []
         for t in range(num_frames):
             cloud = unproject(
@@ -151,6 +213,7 @@ class AnyViewGeometryMethod:
         target_cameras: Cameras,
         *,
         input_depth: Tensor | None = None,
+        moment_scale: float | None = None,
     ) -> Tensor:
         depth = input_depth if self.use_given_depth else None
         return self.pipeline(input_frames, input_cameras, target_cameras, input_depth=depth).frames

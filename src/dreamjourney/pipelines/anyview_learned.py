@@ -276,8 +276,10 @@ class AnyViewNovelView:
         target_cameras: Cameras,
         *,
         input_depth: Tensor | None = None,
+        moment_scale: float | None = None,
     ) -> Tensor:
-        """(T, 3, H, W) input frames in [0, 1] -> (T, 3, H', W') frames seen by `target_cameras`."""
+        """(T, 3, H, W) input frames in [0, 1] -> (T, 3, H', W') frames seen by `target_cameras`
+        (`moment_scale`, AnyViewBench's per-dataset value, is not used: the model has its own)."""
         t = input_frames.shape[0]
         ct, cs = self.pipeline.compression
         _, ph, pw = self.pipeline.transformer.config["patch_size"]
@@ -368,7 +370,7 @@ def learned_method(
     scene_scale: float = 1.0,
     device: str = "cpu",
 ) -> AnyViewNovelView:
-    """The learned method of the benchmark (`dreamjourney.eval.bench.METHODS`) and of
+    """The learned method of the benchmark (`dreamjourney.pipelines.novel_view.METHODS`) and of
     `dreamjourney anyview --method learned`: `load_anyview_pipeline(model, preset=...)` wrapped
     in `AnyViewNovelView` (`scene_scale` serves inputs without depth)."""
     pipe = load_anyview_pipeline(model, preset=preset, device=device)

@@ -24,7 +24,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +35,28 @@ from torch import Tensor
 
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import load_cameras, save_cameras
+from dreamjourney.camera.path_fit import PathFit, fit_path
 from dreamjourney.camera.trajectories import PRESETS as TRAJECTORY_PRESETS
 from dreamjourney.camera.trajectories import make_trajectory, resolve_trajectory
-from dreamjourney.errors import InputError
+from dreamjourney.errors import InputError, warn_input
 from dreamjourney.io.atomic import atomic_write_text
-from dreamjourney.io.images import load_image, save_image
+from dreamjourney.io.images import default_size, fit_image, load_image, save_image
 from dreamjourney.io.plots import plot_trajectory
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord, sha256_file
 from dreamjourney.io.video import concat_videos, iter_video, write_video
 from dreamjourney.models.protocols import CompletionContext
 from dreamjourney.models.registry import Backends, build_backends
 from dreamjourney.scene import World, align_depth
+from dreamjourney.scene.raster import BLANK_HOLES, blank_frames
 
 # Below this share of known pixels a frame's depth is scaled to the scene instead of aligned.
 MIN_KNOWN_FRACTION = 0.02
 # A pixel moved in stage II when any channel changed by more than this.
 MOTION_THRESHOLD = 0.08
-MAX_SIDE = 512
+# Aligned depth is clamped to this factor beyond the known depths of the view (their 2nd and
+# 98th percentiles), or of the scene scale when too little is known: a bad fit never throws
+# points far outside what any camera could plausibly see.
+DEPTH_RANGE_FACTOR = 4.0
 DEFAULT_FOV_DEG = 60.0
 CONTACT_SHEET_GRID = (4, 3)
 
@@ -61,7 +66,11 @@ class JourneyConfig:
     """Everything that decides the frames of a run (stored in the manifest and checked on resume).
 
     trajectory: a preset name (continued segment after segment) or the path of a camera file
-        (cut into segments of `frames_per_segment`; its first camera is the photo's view).
+        (cut into segments of `frames_per_segment`; its first camera is the photo's view, its
+        K centre-cropped to the frame's aspect, its unit scaled by `path_scale`).
+    trajectory_options: preset options (`make_trajectory`'s keyword arguments).
+    path_scale: world units per unit of a camera file; None: fitted to the scene
+        (`dreamjourney.camera.path_fit`).
     frames_per_segment: stage I frames per segment.
     motion / motion_frames: run stage II and how many animated frames it adds to the video.
     prompt: used instead of captions when given.
@@ -74,6 +83,8 @@ class JourneyConfig:
     """
 
     trajectory: str = "forward"
+    trajectory_options: dict[str, Any] = field(default_factory=dict)
+    path_scale: float | None = None
     frames_per_segment: int = 16
     motion: bool = True
     motion_frames: int = 8
@@ -118,34 +129,14 @@ class JourneyResult:
     num_frames: int
     segments_made: list[int]
     already_complete: bool
+    path_fit: str | None = None
+    blank_frames: int = 0
 
 
 def segment_seed(seed: int, index: int) -> int:
     """A 63-bit seed for segment `index` of a run seeded with `seed` (independent streams)."""
     state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 ^ int(state[1])
-
-
-def default_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
-    """The photo's size scaled down to fit `max_side`, rounded down to multiples of 8."""
-    scale = min(1.0, max_side / max(width, height))
-    return max(8, int(width * scale) // 8 * 8), max(8, int(height * scale) // 8 * 8)
-
-
-def fit_image(image: Tensor, width: int, height: int) -> Tensor:
-    """(3, h, w) -> (3, height, width): centre crop to the target aspect, then resize."""
-    _, h, w = image.shape
-    if (w, h) == (width, height):
-        return image
-    target = width / height
-    if w / h > target:
-        cw, ch = max(1, round(h * target)), h
-    else:
-        cw, ch = w, max(1, round(w / target))
-    left, top = (w - cw) // 2, (h - ch) // 2
-    crop = image[None, :, top : top + ch, left : left + cw]
-    out = F.interpolate(crop, size=(height, width), mode="bicubic", antialias=True)
-    return out[0].clamp(0, 1)
 
 
 class JourneyPipeline:
@@ -260,16 +251,36 @@ class JourneyPipeline:
         if start == 0 and not run.world_state_path(0).is_file():
             self._initialise(run, photo, config, file_cameras)
         self._scene_scale = float(manifest.scene_scale or 1.0)
+        placed = self._place_path(run, config, file_cameras) if file_cameras is not None else None
+        path = placed.cameras if placed is not None else None
         for index in range(start, target):
             self._callback.segment_start(index)
-            record = self._segment(run, index, config, seed, file_cameras, photo)
+            record = self._segment(run, index, config, seed, path, photo)
             made.append(index)
             self._callback.segment_end(record)
         if made or not already_complete:
             num_frames = self._write_outputs(run, config)
         else:
             num_frames = sum(s.num_frames for s in manifest.segments[:target])
-        return JourneyResult(run, run.video_path, num_frames, made, already_complete)
+        records = manifest.segments[:target]
+        blank = sum(r.blank_frames for r in records)
+        if blank:
+            warn_input(
+                f"{blank} of {sum(r.stage1_frames for r in records)} rendered frames were >= "
+                f"{100 * BLANK_HOLES:.0f}% holes (segments "
+                f"{', '.join(str(r.index) for r in records if r.blank_frames)}): the camera "
+                "saw little of the world there; for a camera file try a smaller --path-scale",
+                source=run.root,
+            )
+        return JourneyResult(
+            run,
+            run.video_path,
+            num_frames,
+            made,
+            already_complete,
+            path_fit=placed.describe(Path(config.trajectory).name) if placed else None,
+            blank_frames=blank,
+        )
 
     # ================================================================= setup
     def _check_clip_lengths(self, config: JourneyConfig) -> None:
@@ -304,6 +315,7 @@ class JourneyPipeline:
     def _trajectory_file_cameras(config: JourneyConfig) -> Cameras | None:
         spec = config.trajectory
         if spec in TRAJECTORY_PRESETS:
+            make_trajectory(spec, 2, **config.trajectory_options)  # bad options fail now
             return None
         # a camera file; anything else -> InputError naming the presets
         cameras = resolve_trajectory(
@@ -314,14 +326,31 @@ class JourneyPipeline:
             height=config.height,
             fov_deg=config.fov_deg or DEFAULT_FOV_DEG,
             fps=config.fps,
+            size=(config.width, config.height),
+            options=config.trajectory_options,
         )
         if len(cameras) < 2:
             raise InputError(
                 "needs at least 2 cameras (the photo's view and one more)", source=spec
             )
-        if (cameras.width, cameras.height) != (config.width, config.height):
-            cameras = cameras.resize(config.width, config.height)
         return cameras
+
+    def _place_path(self, run: RunDir, config: JourneyConfig, cameras: Cameras) -> PathFit:
+        """The camera file's path in the photo's world (`fit_path`); the scale chosen for the
+        run is kept in the manifest, so a resumed run flies the same path."""
+        manifest = run.manifest
+        kept = manifest.path_scale
+        placed = fit_path(
+            cameras,
+            _first_camera(config, cameras, manifest.fov_deg),
+            scene_scale=self._scene_scale,
+            path_scale=kept if kept is not None else config.path_scale,
+            given="chosen when the run started" if kept is not None else None,
+        )
+        if kept is None:
+            manifest.path_scale = placed.scale
+            run.save()
+        return placed
 
     def _initialise(
         self, run: RunDir, photo: Tensor, config: JourneyConfig, file_cameras: Cameras | None
@@ -460,6 +489,7 @@ class JourneyPipeline:
             prompt=prompt_out,
             points_added=added,
             world_points=len(world),
+            blank_frames=len(blank_frames(rendered.mask)),
             seconds={
                 "stage1": round(t_stage1, 3),
                 "stage2": round(time.perf_counter() - t_start - t_stage1, 3),
@@ -494,13 +524,14 @@ class JourneyPipeline:
             start=start,
             seed=segment_seed(seed, index),
             fps=config.fps,
+            **config.trajectory_options,
         )
         return path[1:]
 
     # ================================================================= geometry helpers
     def _aligned_depth(self, frame: Tensor, target: Tensor, known: Tensor) -> Tensor:
         """Depth of `frame` (3, H, W), aligned to the rendered depth `target` (H, W) on the
-        `known` (H, W) pixels -> (H, W) z-depth in world units.
+        `known` (H, W) pixels -> (H, W) z-depth in world units, within a plausible range.
 
         The estimate is fitted with a robust scale and shift in the space where it is right up
         to those (`DepthResult.space`: disparity for Depth Anything, depth for metric models);
@@ -511,8 +542,22 @@ class JourneyPipeline:
         if known.float().mean() < MIN_KNOWN_FRACTION:
             valid = pred[pred > 0]
             scale = self._scene_scale / float(valid.median()) if valid.numel() else 1.0
-            return pred * scale
-        return align_depth(pred, target, known, space=estimate.space).aligned
+            aligned = pred * scale
+        else:
+            aligned = align_depth(pred, target, known, space=estimate.space).aligned
+        return self._plausible(aligned, target, known)
+
+    def _plausible(self, depth: Tensor, target: Tensor, known: Tensor) -> Tensor:
+        """Clamp aligned z-depth into `DEPTH_RANGE_FACTOR` times beyond the known depths (their
+        2nd-98th percentiles), or beyond the scene scale when too little is known; 0 (no
+        depth) stays 0."""
+        reference = target[known & (target > 0)]
+        if reference.numel() >= 16 and float(known.float().mean()) >= MIN_KNOWN_FRACTION:
+            low, high = torch.quantile(reference.float(), torch.tensor([0.02, 0.98])).tolist()
+        else:
+            low = high = self._scene_scale
+        clamped = depth.clamp(low / DEPTH_RANGE_FACTOR, high * DEPTH_RANGE_FACTOR)
+        return torch.where(depth > 0, clamped, depth)
 
     def _fold_back(self, world: World, before: Tensor, after: Tensor, camera: Cameras) -> int:
         """Replace the part of the view that moved during stage II with its last animated state;
@@ -583,10 +628,11 @@ class JourneyPipeline:
 def _first_camera(
     config: JourneyConfig, file_cameras: Cameras | None, fov_deg: float | None
 ) -> Cameras:
-    """The photo's camera, at time 0: the file's first camera, else identity with the run's
-    field of view (`fov_deg`, fixed when the run began; older runs: the config's)."""
+    """The photo's camera, at time 0 and the origin: the K of the file's first camera, else the
+    run's field of view (`fov_deg`, fixed when the run began; older runs: the config's)."""
     if file_cameras is not None:
-        camera = file_cameras[0]
+        K = file_cameras[0].fit(config.width, config.height).K
+        camera = Cameras(K, torch.eye(4), config.width, config.height, torch.zeros(1))
     else:
         fov = fov_deg or config.fov_deg or DEFAULT_FOV_DEG
         camera = Cameras.create(torch.eye(4), width=config.width, height=config.height, fov_deg=fov)
@@ -647,6 +693,6 @@ def _validate(config: JourneyConfig, num_segments: int | None, extend: int) -> N
         (num_segments is None or num_segments >= 1, "--segments", "must be at least 1"),
         (extend >= 0, "--extend", "must not be negative"),
     ]
-    for ok, field, message in checks:
+    for ok, option, message in checks:
         if not ok:
-            raise InputError(message, field=field)
+            raise InputError(message, field=option)

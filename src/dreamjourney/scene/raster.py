@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from dreamjourney.camera import Cameras
+from dreamjourney.errors import warn_input
 from dreamjourney.scene import raster_cpu
 from dreamjourney.scene.pointcloud import PointCloud
 
@@ -44,6 +45,8 @@ NEAR = 1e-6
 _INDEX_BITS = 32
 _INDEX_MASK = (1 << _INDEX_BITS) - 1
 _EMPTY = torch.iinfo(torch.long).max
+# A rendered frame with at least this share of hole pixels shows (nearly) nothing of the scene.
+BLANK_HOLES = 0.95
 
 
 @dataclass
@@ -133,6 +136,33 @@ def rasterize(
         else:
             image[i] = background
     return RenderOutput(image=image, depth=depth, mask=index >= 0, index=index)
+
+
+def blank_frames(masks: Tensor) -> list[int]:
+    """Indices of the frames of (N, H, W) bool hole masks (True = known) that are at least
+    `BLANK_HOLES` holes."""
+    known = masks.flatten(1).float().mean(1)
+    return torch.nonzero(known <= 1.0 - BLANK_HOLES).flatten().tolist()
+
+
+def warn_if_blank(masks: Tensor, *, what: str, hint: str) -> list[int]:
+    """Warn (`InputWarning`) when rendered frames show almost nothing of the scene.
+
+    Args:
+        masks: (N, H, W) bool hole masks (True = known) of N rendered frames.
+        what: names the frames in the message, e.g. "rendered frames".
+        hint: what the user can change, appended to the message.
+    Returns:
+        `blank_frames(masks)`.
+    """
+    blank = blank_frames(masks)
+    if blank:
+        shown = ", ".join(map(str, blank[:8])) + (", ..." if len(blank) > 8 else "")
+        warn_input(
+            f"{len(blank)} of {len(masks)} {what} are >= {100 * BLANK_HOLES:.0f}% holes "
+            f"(frames {shown}): the camera sees little of the scene there; {hint}"
+        )
+    return blank
 
 
 def render_padded(

@@ -55,9 +55,17 @@ def detect_format(path: str | Path) -> str:
     )
 
 
-def load_cameras(path: str | Path, *, format: str | None = None) -> Cameras:
-    """Load cameras from `path` (format detected by content unless given)."""
+def load_cameras(
+    path: str | Path, *, format: str | None = None, size: tuple[int, int] | None = None
+) -> Cameras:
+    """Load cameras from `path` (format detected by content unless given).
+
+    `size` (width, height) is the image size for a file that states none and whose images are
+    not beside it (a `transforms.json` without w/h); other files ignore it.
+    """
     name = format or detect_format(path)
+    if name == "transforms":
+        return transforms.load(Path(path), size=size)
     return _module(name).load(Path(path))
 
 

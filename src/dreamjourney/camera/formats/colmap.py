@@ -1,7 +1,7 @@
 """COLMAP text model: a directory with `cameras.txt` and `images.txt` (`points3D.txt` unused).
 
 `cameras.txt`: ``CAMERA_ID MODEL WIDTH HEIGHT PARAMS...`` in pixels (SIMPLE_PINHOLE, PINHOLE,
-SIMPLE_RADIAL, RADIAL, OPENCV; distortion is ignored). `images.txt`: two lines per image,
+SIMPLE_RADIAL, RADIAL, OPENCV; distortion is dropped with a warning). `images.txt`: two lines per image,
 ``IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME`` (world-to-camera, Hamilton quaternion scalar
 first, OpenCV axes) then a line of 2D points (may be empty). Images are ordered by NAME and
 placed at i / 24 s (COLMAP stores no times). We write one PINHOLE camera per image.
@@ -16,7 +16,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from dreamjourney.camera.cameras import Cameras
-from dreamjourney.errors import InputError
+from dreamjourney.errors import InputError, warn_input
 from dreamjourney.io.atomic import atomic_write_text
 
 # model -> indices of (fx, fy, cx, cy) in PARAMS (fy = fx for one-focal models)
@@ -28,6 +28,8 @@ MODELS = {
     "OPENCV": (0, 1, 2, 3),
 }
 _MIN_PARAMS = {"SIMPLE_PINHOLE": 3, "PINHOLE": 4, "SIMPLE_RADIAL": 4, "RADIAL": 5, "OPENCV": 8}
+# model -> names of its distortion parameters, which follow the pinhole ones in PARAMS
+DISTORTION = {"SIMPLE_RADIAL": ("k",), "RADIAL": ("k1", "k2"), "OPENCV": ("k1", "k2", "p1", "p2")}
 
 
 def model_dir(path: Path) -> Path | None:
@@ -84,6 +86,16 @@ def _read_cameras(path: Path) -> dict[int, tuple[int, int, torch.Tensor]]:
             raise InputError("focal lengths must be positive", source=path, field=where)
         K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
         cameras[cam_id] = (width, height, K)
+        names = DISTORTION.get(model, ())
+        coefficients = params[_MIN_PARAMS[model] - len(names) : _MIN_PARAMS[model]]
+        if any(c != 0 for c in coefficients):
+            values = ", ".join(f"{k}={v:.3g}" for k, v in zip(names, coefficients, strict=True))
+            warn_input(
+                f"{model} lens distortion ({values}) is ignored: cameras here are pinholes; "
+                "undistort the images (colmap image_undistorter) for exact geometry",
+                source=path,
+                field=where,
+            )
     if not cameras:
         raise InputError("no cameras", source=path)
     return cameras
