@@ -95,3 +95,23 @@ def test_plucker_shapes_units_and_moment():
     assert clamped[:, 3:].abs().max() <= 1.0 and math.isclose(
         clamped[:, :3].norm(dim=1).mean().item(), 1.0, rel_tol=1e-5
     )
+
+
+def test_digest_tells_cameras_apart_not_dtypes():
+    cams = Cameras.create(
+        torch.stack([torch.eye(4), look_at([1.0, 0.0, 0.0], [0.0, 0.0, 2.0])]),
+        width=64, height=48, fov_deg=60.0,
+    )  # fmt: skip
+    digest = cams.digest()
+    assert len(digest) == 64 and digest == cams.digest()
+    same = Cameras(cams.K.double(), cams.c2w.double(), 64, 48, cams.times.double())
+    assert same.digest() == digest
+    moved = cams.c2w.clone()
+    moved[1, 0, 3] += 1e-4
+    others = [
+        Cameras(cams.K, moved, 64, 48, cams.times),
+        cams.with_times([0.0, 0.5]),
+        Cameras(cams.K, cams.c2w, 64, 49, cams.times),
+        cams.resize(32, 24),
+    ]
+    assert len({digest, *(c.digest() for c in others)}) == 5

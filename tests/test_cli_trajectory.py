@@ -15,7 +15,7 @@ from dreamjourney.camera import Cameras, look_at
 from dreamjourney.camera.formats import load_cameras
 from dreamjourney.camera.trajectories import make_trajectory
 from dreamjourney.cli import main
-from dreamjourney.io.plots import plot_trajectory
+from dreamjourney.io.plots import plot_trajectory, spread, thin
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -207,3 +207,18 @@ def test_project_unproject_round_trip_property(seed, fov, size):
     uv2, z = cam.project(points)
     assert torch.allclose(z, depth, rtol=1e-4, atol=1e-4)
     assert torch.allclose(uv2, uv, atol=2e-3 * max(size) / 100 + 1e-3)
+
+
+def test_spread_and_thin_pick_the_same_evenly_every_time():
+    assert spread(5, 12).tolist() == [0, 1, 2, 3, 4]
+    assert spread(1, 8).tolist() == [0]
+    assert spread(100, 4).tolist() == [0, 33, 66, 99]
+    picks = spread(37, 12)
+    assert len(picks) == 12 and picks[0] == 0 and picks[-1] == 36 and picks.dtype.kind == "i"
+    points = np.arange(300.0).reshape(100, 3)
+    colors = points / 300
+    assert thin(points, colors, 100)[0] is points
+    few, their = thin(points, colors, 10)
+    assert few.shape == (10, 3) and np.array_equal(their, few / 300)
+    assert np.array_equal(thin(points, colors, 10)[0], few)
+    assert len({tuple(p) for p in few}) == 10

@@ -13,6 +13,7 @@ Every batch shares one image size. Times are in seconds.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -204,6 +205,15 @@ class Cameras:
 
     def with_times(self, times: Tensor | Sequence) -> Cameras:
         return Cameras(self.K, self.c2w, self.width, self.height, _as_tensor(times))
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the intrinsics, poses, times (as float64) and image size: the same
+        for the same cameras, whatever their dtype or device."""
+        h = hashlib.sha256()
+        for t in (self.K, self.c2w, self.times):
+            h.update(t.detach().double().cpu().numpy().tobytes())
+        h.update(f"{self.width}x{self.height}".encode())
+        return h.hexdigest()
 
     # ----------------------------------------------------------------- derived values
     @property

@@ -53,6 +53,7 @@ from dreamjourney.cli.batch import batch  # noqa: E402
 from dreamjourney.cli.journey import journey  # noqa: E402
 from dreamjourney.cli.models import app as models_app  # noqa: E402
 from dreamjourney.cli.render import render  # noqa: E402
+from dreamjourney.cli.studio import studio  # noqa: E402
 from dreamjourney.cli.train import app as train_app  # noqa: E402
 from dreamjourney.cli.trajectory import app as trajectory_app  # noqa: E402
 
@@ -62,6 +63,7 @@ app.command("anyview")(anyview)
 app.command("render")(render)
 app.command("batch")(batch)
 app.add_typer(trajectory_app, name="trajectory")
+app.command("studio")(studio)
 app.add_typer(models_app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(eval.app, name="eval")

@@ -3,49 +3,55 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dreamjourney.batch.jobs import COMMANDS, Job, resolve_path
-from dreamjourney.batch.runner import BatchCallback
-from dreamjourney.batch.summary import JobRecord
 from dreamjourney.cli.console import console, err_console
 from dreamjourney.cli.options import parse_key_values
 
+if TYPE_CHECKING:  # the batch package imports torch: `--help` must not
+    from dreamjourney.batch.jobs import Job
+    from dreamjourney.batch.runner import BatchCallback
+    from dreamjourney.batch.summary import JobRecord
 
-class _RichCallback(BatchCallback):
+
+def _rich_callback(progress: Progress) -> BatchCallback:
     """A bar over jobs and a line per finished, failed or retried job."""
+    from dreamjourney.batch.runner import BatchCallback
 
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.task = progress.add_task("jobs", total=None)
+    class RichCallback(BatchCallback):
+        def __init__(self) -> None:
+            self.progress = progress
+            self.task = progress.add_task("jobs", total=None)
 
-    def start(self, total: int, skipped: int) -> None:
-        if skipped:
-            self.progress.console.print(f"{skipped} of {total} jobs already done")
-        self.progress.update(self.task, total=total, completed=skipped)
+        def start(self, total: int, skipped: int) -> None:
+            if skipped:
+                self.progress.console.print(f"{skipped} of {total} jobs already done")
+            self.progress.update(self.task, total=total, completed=skipped)
 
-    def workers(self, count: int, device: str) -> None:
-        # the bar starts once Ray and the options are good: an error before is its one line
-        self.progress.console.print(f"starting {count} worker(s) on {device}")
-        self.progress.start()
+        def workers(self, count: int, device: str) -> None:
+            # the bar starts once Ray and the options are good: an error before is its one line
+            self.progress.console.print(f"starting {count} worker(s) on {device}")
+            self.progress.start()
 
-    def job_retry(self, job: Job, error: str, attempt: int) -> None:
-        self.progress.console.print(
-            f"[yellow]{escape(job.id)}[/]: run {attempt} failed ({escape(error)}); again",
-            highlight=False,
-        )
+        def job_retry(self, job: Job, error: str, attempt: int) -> None:
+            self.progress.console.print(
+                f"[yellow]{escape(job.id)}[/]: run {attempt} failed ({escape(error)}); again",
+                highlight=False,
+            )
 
-    def job_end(self, record: JobRecord) -> None:
-        self.progress.advance(self.task)
-        if record.status == "done":
-            line = f"{escape(record.id)}: {record.frames} frames in {record.seconds:.1f} s"
-        else:
-            line = f"[bold red]{escape(record.id)} failed:[/] {escape(record.error or '')}"
-        self.progress.console.print(line, highlight=False, soft_wrap=True)
+        def job_end(self, record: JobRecord) -> None:
+            self.progress.advance(self.task)
+            if record.status == "done":
+                line = f"{escape(record.id)}: {record.frames} frames in {record.seconds:.1f} s"
+            else:
+                line = f"[bold red]{escape(record.id)} failed:[/] {escape(record.error or '')}"
+            self.progress.console.print(line, highlight=False, soft_wrap=True)
+
+    return RichCallback()
 
 
 def batch(
@@ -81,7 +87,7 @@ def batch(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Run many journey / anyview jobs on Ray (local, or a cluster with --address)."""
-    from dreamjourney.batch.jobs import load_jobs
+    from dreamjourney.batch.jobs import load_jobs, resolve_path
     from dreamjourney.batch.runner import run_batch
 
     options, command_options = _options(sets)
@@ -109,7 +115,7 @@ def batch(
             workers=workers,
             gpus_per_worker=gpus_per_worker,
             retries=retries,
-            callback=None if quiet else _RichCallback(progress),
+            callback=None if quiet else _rich_callback(progress),
         )
     finally:
         if progress.live.is_started:  # stopping a bar never started prints a blank line
@@ -127,6 +133,8 @@ def batch(
 def _options(pairs: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """`--set` pairs -> (options of every job, {command: options of its jobs}); relative paths
     are made absolute here, where they are relative to the current folder."""
+    from dreamjourney.batch.jobs import COMMANDS, resolve_path
+
     everyone: dict[str, Any] = {}
     per_command: dict[str, dict[str, Any]] = {c: {} for c in COMMANDS}
     for pair in pairs:

@@ -84,6 +84,8 @@ def models(
         )
     console.print(native)
 
+    _memory_table(list(PRESETS))
+
     found = Table(title=f"Weights (local directories and the Hugging Face cache {hf_cache_dir()})")
     found.add_column("model")
     found.add_column("first used by")
@@ -95,6 +97,27 @@ def models(
             status = "[yellow]built on first use[/]"
         found.add_row(model, first, status)
     console.print(found)
+
+
+def _memory_table(presets: list[str]) -> None:
+    """Per real preset and offload setting: GiB of weights each stage holds on the device."""
+    from dreamjourney.models.memory import CARD_GIB, HEADROOM_GIB, STAGES, table_rows
+
+    table = Table(
+        title="Accelerator memory held by weights (GiB, bfloat16; computed from the published "
+        "configs' parameter counts; activations come on top)"
+    )
+    for column in ("preset", "offload", *STAGES, "peak", f"fits {CARD_GIB:.0f} GiB"):
+        table.add_column(column, justify="left" if column in ("preset", "offload") else "right")
+    for row in table_rows(presets):
+        fit = "[green]yes[/]" if row[-1] == "yes" else "[red]no[/]"
+        table.add_row(*row[:-1], fit)
+    console.print(table)
+    console.print(
+        f'offload: a config\'s `offload = "none"`, `"model"` or `"sequential"` (see the README). '
+        f"fits: the weights leave {HEADROOM_GIB:.0f} GiB of a {CARD_GIB:.0f} GiB card for "
+        "activations."
+    )
 
 
 @app.command("convert-anyview")

@@ -66,7 +66,6 @@ def render(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Render the photo's point cloud along a camera path: frames, hole masks, depth, cameras."""
-    import numpy as np
     import torch
     from rich.progress import (
         BarColumn,
@@ -77,14 +76,13 @@ def render(
     )
 
     from dreamjourney.camera import Cameras
-    from dreamjourney.camera.formats import save_cameras
     from dreamjourney.camera.path_fit import fit_path
     from dreamjourney.camera.trajectories import PRESETS, resolve_trajectory
-    from dreamjourney.io.atomic import atomic_path
     from dreamjourney.io.depth import fit_depth, load_depth
-    from dreamjourney.io.images import default_size, fit_image, load_image, save_image
-    from dreamjourney.io.video import VideoWriter, video_size
-    from dreamjourney.scene import World, heuristic_depth, render_padded
+    from dreamjourney.io.images import default_size, fit_image, load_image
+    from dreamjourney.io.video import video_size
+    from dreamjourney.pipelines.render import render_path
+    from dreamjourney.scene import World, heuristic_depth
     from dreamjourney.scene.raster import warn_if_blank
 
     if frames is not None and frames < 1:
@@ -160,27 +158,21 @@ def render(
     prepare_cpu_rasterizer(quiet)
     world = World()
     world.add_frame(photo, z, source)
-    out.mkdir(parents=True, exist_ok=True)
-    masks = []
     progress = Progress(
         TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err_console, transient=True, disable=quiet,
     )  # fmt: skip
-    with progress, VideoWriter(out / "render.mp4", fps=fps) as video:
+    with progress:
         task = progress.add_task("render", total=len(cameras))
-        for i in range(len(cameras)):
-            view = render_padded(world.cloud, cameras[i], padding)
-            save_image(out / "frames" / f"{i:06d}.png", view.image[0])
-            save_image(out / "masks" / f"{i:06d}.png", view.mask[0])
-            with atomic_path(out / "depth" / f"{i:06d}.npy") as tmp, open(tmp, "wb") as f:
-                np.save(f, view.depth[0].numpy().astype(np.float32))
-            video.write(view.image[0])
-            masks.append(view.mask[0])
-            progress.advance(task)
-    save_cameras(cameras.pad(padding) if padding else cameras, out / "cameras.json", fps=fps)
-    world.save_ply(out / "world.ply")
-    known = torch.stack(masks)
-    holes = 1.0 - known.flatten(1).float().mean(1)
+        dry = render_path(
+            world,
+            cameras,
+            out,
+            padding=padding,
+            fps=fps,
+            progress=lambda done, _: progress.update(task, completed=done),
+        )
+    known, holes = dry.known, dry.holes
     w, h = width + 2 * padding, height + 2 * padding
     vw, vh = video_size(w, h)
     encoded = f" (render.mp4 {vw}x{vh}: H.264 needs even sides)" if (vw, vh) != (w, h) else ""

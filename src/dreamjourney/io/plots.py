@@ -66,6 +66,21 @@ def _views(up: Axis) -> dict[str, tuple[Axis, Axis]]:
     }
 
 
+def spread(n: int, k: int) -> np.ndarray:
+    """At most `k` of the indices 0..n-1, evenly spread, the first and the last included:
+    (m,) int, sorted, unique (where frusta go along a path of `n` cameras)."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round()).astype(int)
+
+
+def thin(points: np.ndarray, colors: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, 3) points and their (P, 3) colours, cut to a fixed random `limit` of them (seed 0,
+    the same pick every time) when there are more."""
+    if len(points) <= limit:
+        return points, colors
+    keep = np.random.default_rng(0).choice(len(points), limit, replace=False)
+    return points[keep], colors[keep]
+
+
 def _frusta(cameras: Cameras, depth: float) -> np.ndarray:
     """(N, 5, 3) world points: camera centre, then the image corners at z = `depth`."""
     W, H = cameras.width, cameras.height
@@ -109,16 +124,14 @@ def plot_trajectory(
     if points is not None:
         cloud = np.asarray(torch.as_tensor(points[0]).double().cpu())
         colors = np.clip(np.asarray(torch.as_tensor(points[1]).double().cpu()), 0.0, 1.0)
-        if len(cloud) > MAX_POINTS:
-            keep = np.random.default_rng(0).choice(len(cloud), MAX_POINTS, replace=False)
-            cloud, colors = cloud[keep], colors[keep]
+        cloud, colors = thin(cloud, colors, MAX_POINTS)
     # frusta sized to the path; to the scene when the camera only turns; else 1 unit
     depth = 0.12 * extent
     if depth <= 0:
         if cloud is not None and len(cloud):
             depth = 0.1 * float(np.ptp(cloud, axis=0).max())
         depth = depth if depth > 0 else 1.0
-    picks = np.unique(np.linspace(0, len(cameras) - 1, min(len(cameras), MAX_FRUSTA)).round())
+    picks = spread(len(cameras), MAX_FRUSTA)
     frusta = _frusta(cameras, depth)
     times = cameras.times.double().numpy()
 
@@ -142,7 +155,7 @@ def plot_trajectory(
             line.set_path_effects([patheffects.withStroke(linewidth=4.0, foreground="white")])
             line.set_array(times[:-1])
             ax.add_collection(line)
-        for i in picks.astype(int):
+        for i in picks:
             f = _plane(frusta[i], axes)
             color = "tab:green" if i == 0 else "tab:red" if i == len(cameras) - 1 else "0.35"
             rim = f[[1, 2, 3, 4, 1]]

@@ -28,9 +28,8 @@ from dreamjourney.models.video_common import (
     set_flow_shift,
     step_callback,
     to_pil,
-    transformer_config,
 )
-from dreamjourney.models.weights import MemoryOptions, load_pipeline, resolve_weights
+from dreamjourney.models.weights import MemoryOptions, ModelStore, resolve_weights
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class I2VFamily:
     pipeline: the diffusers pipeline class name; default_model: its usual checkpoint.
     grid: the clip shapes the family accepts (narrowed per checkpoint by `native_grid`).
     default_steps / default_guidance / negative_prompt: the model cards' sampler settings.
-    fp32: components kept in float32 under a lower `dtype` (as the model cards load them).
+    Components kept in float32 under a lower dtype are `weights.FIXED_DTYPES`'s.
     """
 
     pipeline: str
@@ -49,7 +48,6 @@ class I2VFamily:
     default_steps: int
     default_guidance: float
     negative_prompt: str
-    fp32: tuple[str, ...] = ()
 
 
 FAMILIES = {
@@ -60,7 +58,6 @@ FAMILIES = {
         40,
         5.0,
         WAN_NEGATIVE_PROMPT,
-        fp32=("vae", "image_encoder"),
     ),
     "cogvideox-i2v": I2VFamily(
         "CogVideoXImageToVideoPipeline",
@@ -91,6 +88,7 @@ class I2VAnimator:
     height / width: working size (None: the image's, rounded to the model's multiple); a
         model with a fixed native size always runs at it.
     memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`).
+    store: where the pipeline is loaded (shared with the other roles of a preset).
     """
 
     def __init__(
@@ -100,6 +98,7 @@ class I2VAnimator:
         *,
         device: str | torch.device = "cpu",
         memory: MemoryOptions | None = None,
+        store: ModelStore | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         negative_prompt: str | None = None,
@@ -112,6 +111,7 @@ class I2VAnimator:
         self.model_id = model or self.family.default_model
         self.device = device
         self.memory = memory or MemoryOptions()
+        self.store = store or ModelStore()
         self.num_inference_steps = num_inference_steps or self.family.default_steps
         self.guidance_scale = (
             self.family.default_guidance if guidance_scale is None else guidance_scale
@@ -131,7 +131,10 @@ class I2VAnimator:
     def grid(self) -> ClipGrid:
         """The clip shapes this checkpoint accepts (reads its transformer config, no weights)."""
         if self._grid is None:
-            config = transformer_config(resolve_weights(self.model_id, role="animator"))
+            import diffusers
+
+            cls = getattr(diffusers, self.family.pipeline)
+            config = self.store.transformer_config(cls, self.model_id, role="animator")
             grid = native_grid(self.family.grid, config)
             check_requested_size(grid, self.height, self.width, field="animator")
             self._grid = grid
@@ -146,13 +149,8 @@ class I2VAnimator:
             import diffusers
 
             cls = getattr(diffusers, self.family.pipeline)
-            pipe = load_pipeline(
-                cls,
-                self.model_id,
-                role="animator",
-                device=self.device,
-                memory=self.memory,
-                fp32=self.family.fp32,
+            pipe = self.store.pipeline(
+                cls, self.model_id, role="animator", device=self.device, memory=self.memory
             )
             set_flow_shift(pipe, self.flow_shift, field="animator.flow_shift")
             self._pipe = pipe

@@ -29,7 +29,13 @@ from torch import Tensor
 from dreamjourney.errors import InputError
 from dreamjourney.io.images import to_uint8
 from dreamjourney.models.protocols import Caption
-from dreamjourney.models.weights import load_pretrained, parse_dtype, resolve_weights
+from dreamjourney.models.weights import (
+    ModelStore,
+    load_pretrained,
+    parse_dtype,
+    resident,
+    resolve_weights,
+)
 
 QUALITY_SUFFIX = "High quality, sharp details, natural smooth motion, static camera."
 TEMPLATE_PROMPT = (
@@ -191,6 +197,9 @@ class QwenVLCaptioner:
     The prompt is built with the tokenizer's chat template and the image processor directly
     (the combined Qwen processor needs torchvision for its video part).
     max_pixels: image area budget in pixels (the processor resizes to fit it).
+    offload: keep the model on the CPU except while it captions.
+    unload: free the model after every caption (it is loaded again for the next one): no
+        memory held between captions, at the price of a load per caption.
     """
 
     name = "qwen2.5-vl"
@@ -204,6 +213,9 @@ class QwenVLCaptioner:
         max_new_tokens: int = 256,
         max_objects: int = 3,
         max_pixels: int = 640 * 28 * 28,
+        offload: bool = False,
+        unload: bool = False,
+        store: ModelStore | None = None,
     ):
         self.model_id = model
         self.device = torch.device(device)
@@ -211,31 +223,38 @@ class QwenVLCaptioner:
         self.max_new_tokens = max_new_tokens
         self.max_objects = max_objects
         self.max_pixels = max_pixels
-        self._parts: tuple[Any, Any, Any] | None = None
+        self.offload = offload
+        self.unload = unload
+        self.store = store or ModelStore()
 
     def check_weights(self) -> None:
         resolve_weights(self.model_id, role="captioner")
 
-    def _load(self) -> tuple[Any, Any, Any]:
-        if self._parts is None:
-            from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+    @property
+    def _key(self) -> tuple[str, str]:
+        return ("captioner", self.model_id)
 
-            tokenizer = load_pretrained(AutoTokenizer, self.model_id, role="captioner")
-            if tokenizer.chat_template is None:
-                root = resolve_weights(self.model_id, role="captioner")
-                for name in ("chat_template.jinja", "chat_template.json"):
-                    if (root / name).exists():
-                        text = (root / name).read_text()
-                        tokenizer.chat_template = (
-                            json.loads(text)["chat_template"] if name.endswith(".json") else text
-                        )
-                        break
-            processor = load_pretrained(AutoImageProcessor, self.model_id, role="captioner")
-            model = load_pretrained(
-                AutoModelForImageTextToText, self.model_id, role="captioner", dtype=self.dtype
-            )
-            self._parts = (tokenizer, processor, model.to(self.device).eval())
-        return self._parts
+    def _load(self) -> tuple[Any, Any, Any]:
+        return self.store.get(self._key, self._load_parts)
+
+    def _load_parts(self) -> tuple[Any, Any, Any]:
+        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
+        tokenizer = load_pretrained(AutoTokenizer, self.model_id, role="captioner")
+        if tokenizer.chat_template is None:
+            root = resolve_weights(self.model_id, role="captioner")
+            for name in ("chat_template.jinja", "chat_template.json"):
+                if (root / name).exists():
+                    text = (root / name).read_text()
+                    tokenizer.chat_template = (
+                        json.loads(text)["chat_template"] if name.endswith(".json") else text
+                    )
+                    break
+        processor = load_pretrained(AutoImageProcessor, self.model_id, role="captioner")
+        model = load_pretrained(
+            AutoModelForImageTextToText, self.model_id, role="captioner", dtype=self.dtype
+        )
+        return tokenizer, processor, model.to("cpu" if self.offload else self.device).eval()
 
     @torch.no_grad()
     def answer(self, image: Tensor) -> str:
@@ -260,13 +279,19 @@ class QwenVLCaptioner:
         n_tokens = int(pixels["image_grid_thw"][0].prod()) // (merge * merge)
         text = text.replace("<|image_pad|>", "<|image_pad|>" * n_tokens, 1)
         ids = tokenizer(text, return_tensors="pt").to(self.device)
-        out = model.generate(
-            **ids,
-            pixel_values=pixels["pixel_values"].to(self.device, self.dtype),
-            image_grid_thw=pixels["image_grid_thw"].to(self.device),
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-        )
+        with resident(model, self.device, self.offload):
+            out = model.generate(
+                **ids,
+                pixel_values=pixels["pixel_values"].to(self.device, self.dtype),
+                image_grid_thw=pixels["image_grid_thw"].to(self.device),
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+            )
+        if self.unload:
+            self.store.drop(self._key)
+            del model
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
         return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
 
     def caption(self, image: Tensor) -> Caption:

@@ -20,7 +20,13 @@ from dreamjourney.errors import InputError
 from dreamjourney.io.depth import load_depth
 from dreamjourney.io.images import to_uint8
 from dreamjourney.models.protocols import DepthEstimator, DepthResult
-from dreamjourney.models.weights import load_pretrained, parse_dtype, resolve_weights
+from dreamjourney.models.weights import (
+    ModelStore,
+    load_pretrained,
+    parse_dtype,
+    resident,
+    resolve_weights,
+)
 
 
 def disparity_to_depth(disparity: Tensor, *, range_ratio: float = 100.0) -> Tensor:
@@ -48,6 +54,7 @@ class DepthAnythingDepth:
 
     model: hub id (default Depth Anything V2 Large), local directory, or `tiny:depth-anything`.
     range_ratio: the largest far/near depth ratio (see `disparity_to_depth`).
+    offload: keep the model on the CPU except while it runs.
     """
 
     name = "depth-anything-v2"
@@ -59,11 +66,15 @@ class DepthAnythingDepth:
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
         range_ratio: float = 100.0,
+        offload: bool = False,
+        store: ModelStore | None = None,
     ):
         self.model_id = model
         self.device = torch.device(device)
         self.dtype = parse_dtype(dtype) or torch.float32
         self.range_ratio = range_ratio
+        self.offload = offload
+        self.store = store or ModelStore()
         self._model: Any = None
         self._processor: Any = None
 
@@ -74,11 +85,14 @@ class DepthAnythingDepth:
         if self._model is None:
             from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-            self._processor = load_pretrained(AutoImageProcessor, self.model_id, role="depth")
-            model = load_pretrained(
-                AutoModelForDepthEstimation, self.model_id, role="depth", dtype=self.dtype
-            )
-            self._model = model.to(self.device).eval()
+            def load() -> tuple[Any, Any]:
+                processor = load_pretrained(AutoImageProcessor, self.model_id, role="depth")
+                model = load_pretrained(
+                    AutoModelForDepthEstimation, self.model_id, role="depth", dtype=self.dtype
+                )
+                return processor, model.to("cpu" if self.offload else self.device).eval()
+
+            self._processor, self._model = self.store.get(("depth", self.model_id), load)
 
     @torch.no_grad()
     def estimate(self, image: Tensor) -> DepthResult:
@@ -91,7 +105,8 @@ class DepthAnythingDepth:
         height, width = image.shape[-2:]
         inputs = self._processor(images=Image.fromarray(to_uint8(image)), return_tensors="pt")
         pixels = inputs["pixel_values"].to(self.device, self.dtype)
-        disparity = self._model(pixel_values=pixels).predicted_depth[0].float().cpu()
+        with resident(self._model, self.device, self.offload):
+            disparity = self._model(pixel_values=pixels).predicted_depth[0].float().cpu()
         depth = disparity_to_depth(_resize(disparity, height, width), range_ratio=self.range_ratio)
         return DepthResult(depth=depth.contiguous(), metric=False, focal_px=None, space="disparity")
 
@@ -102,6 +117,7 @@ class DepthProDepth:
     The focal length comes from the model's field-of-view head: `f = 0.5 W / tan(fov/2)` in
     pixels of the input image. Preprocessing (normalise, then resize to the model's size) is
     done here because transformers' Depth Pro processor needs torchvision.
+    offload: keep the model on the CPU except while it runs.
     """
 
     name = "depth-pro"
@@ -112,10 +128,14 @@ class DepthProDepth:
         *,
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = None,
+        offload: bool = False,
+        store: ModelStore | None = None,
     ):
         self.model_id = model
         self.device = torch.device(device)
         self.dtype = parse_dtype(dtype) or torch.float32
+        self.offload = offload
+        self.store = store or ModelStore()
         self._model: Any = None
         self._pre: dict[str, Any] = {}
 
@@ -126,17 +146,20 @@ class DepthProDepth:
         if self._model is None:
             from transformers import DepthProForDepthEstimation
 
-            model = load_pretrained(
-                DepthProForDepthEstimation, self.model_id, role="depth", dtype=self.dtype
-            )
-            path = resolve_weights(self.model_id, role="depth") / "preprocessor_config.json"
-            pre = json.loads(path.read_text()) if path.exists() else {}
-            self._pre = {
-                "size": pre.get("size", {"height": 1536, "width": 1536}),
-                "mean": torch.tensor(pre.get("image_mean", [0.5] * 3)).view(3, 1, 1),
-                "std": torch.tensor(pre.get("image_std", [0.5] * 3)).view(3, 1, 1),
-            }
-            self._model = model.to(self.device).eval()
+            def load() -> tuple[dict[str, Any], Any]:
+                model = load_pretrained(
+                    DepthProForDepthEstimation, self.model_id, role="depth", dtype=self.dtype
+                )
+                path = resolve_weights(self.model_id, role="depth") / "preprocessor_config.json"
+                pre = json.loads(path.read_text()) if path.exists() else {}
+                settings = {
+                    "size": pre.get("size", {"height": 1536, "width": 1536}),
+                    "mean": torch.tensor(pre.get("image_mean", [0.5] * 3)).view(3, 1, 1),
+                    "std": torch.tensor(pre.get("image_std", [0.5] * 3)).view(3, 1, 1),
+                }
+                return settings, model.to("cpu" if self.offload else self.device).eval()
+
+            self._pre, self._model = self.store.get(("depth", self.model_id), load)
 
     @torch.no_grad()
     def estimate(self, image: Tensor) -> DepthResult:
@@ -146,9 +169,10 @@ class DepthProDepth:
         size = self._pre["size"]
         x = (image.float().cpu() - self._pre["mean"]) / self._pre["std"]
         x = F.interpolate(x[None], size=(size["height"], size["width"]), mode="bilinear")
-        out = self._model(pixel_values=x.to(self.device, self.dtype))
-        canonical = out.predicted_depth[0].float().cpu()
-        fov = out.field_of_view
+        with resident(self._model, self.device, self.offload):
+            out = self._model(pixel_values=x.to(self.device, self.dtype))
+            canonical = out.predicted_depth[0].float().cpu()
+            fov = out.field_of_view
         focal: float | None = None
         if fov is not None:
             focal = float(0.5 * width / torch.tan(0.5 * torch.deg2rad(fov[0].float().cpu())))

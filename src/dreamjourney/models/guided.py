@@ -51,9 +51,8 @@ from dreamjourney.models.video_common import (
     set_flow_shift,
     telea_fill,
     to_pil,
-    transformer_config,
 )
-from dreamjourney.models.weights import MemoryOptions, load_pipeline, resolve_weights
+from dreamjourney.models.weights import MemoryOptions, ModelStore, resolve_weights
 
 # diffusers' Wan attention splits image from text tokens at 512 from the end of the context.
 WAN_TEXT_LENGTH = 512
@@ -156,7 +155,6 @@ class _WanI2V(_I2VModel):
     pipeline = "WanImageToVideoPipeline"
     family_grid = ClipGrid(temporal=4, spatial=8, patch=2)
     negative_prompt = WAN_NEGATIVE_PROMPT
-    fp32 = ("vae", "image_encoder")
     text_length = WAN_TEXT_LENGTH
 
     def __init__(self, pipe: Any, owner: GuidedCompleter):
@@ -251,7 +249,6 @@ class _CogVideoXI2V(_I2VModel):
     pipeline = "CogVideoXImageToVideoPipeline"
     family_grid = ClipGrid(temporal=4, spatial=8, patch=2)
     negative_prompt = ""
-    fp32: tuple[str, ...] = ()
 
     def __init__(self, pipe: Any, owner: GuidedCompleter):
         self.pipe = pipe
@@ -362,6 +359,8 @@ class GuidedCompleter:
         with a fixed native size (CogVideoX-5b-I2V) always runs at it.
     memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`); Wan's VAE and image
         encoder stay float32.
+    store: where the pipeline is loaded (shared with the other roles of a preset: the animator
+        of the same model uses the same pipeline).
     """
 
     name = "guided"
@@ -373,6 +372,7 @@ class GuidedCompleter:
         family: str = "wan-i2v",
         device: str | torch.device = "cpu",
         memory: MemoryOptions | None = None,
+        store: ModelStore | None = None,
         num_inference_steps: int = 25,
         guidance_steps: int = 20,
         lr: float = 0.025,
@@ -395,6 +395,7 @@ class GuidedCompleter:
         self.model_id = model or adapter.default_model
         self.device = device
         self.memory = memory or MemoryOptions()
+        self.store = store or ModelStore()
         self.num_inference_steps = num_inference_steps
         self.guidance_steps = guidance_steps
         self.lr = lr
@@ -420,8 +421,11 @@ class GuidedCompleter:
 
         Reads the checkpoint's transformer config only (no weights).
         """
+        import diffusers
+
         adapter = _FAMILIES[self.family]
-        config = transformer_config(resolve_weights(self.model_id, role="completer"))
+        cls = getattr(diffusers, adapter.pipeline)
+        config = self.store.transformer_config(cls, self.model_id, role="completer")
         grid = native_grid(adapter.family_grid, config)
         check_requested_size(grid, self.height, self.width, field="completer")
         if grid.frames is None:
@@ -436,13 +440,12 @@ class GuidedCompleter:
             import diffusers
 
             adapter = _FAMILIES[self.family]
-            pipe = load_pipeline(
+            pipe = self.store.pipeline(
                 getattr(diffusers, adapter.pipeline),
                 self.model_id,
                 role="completer",
                 device=self.device,
                 memory=self.memory,
-                fp32=adapter.fp32,
             )
             set_flow_shift(pipe, self.flow_shift, field="completer.flow_shift")
             model = adapter(pipe, self)
@@ -561,4 +564,6 @@ class GuidedCompleter:
             if progress is not None:
                 progress(i + 1, steps)
         trace.latent_error = float(((x - z_known) ** 2 * mask).sum() / mask.sum().clamp_min(1))
-        return model.decode(x)
+        decoded = model.decode(x)
+        model.pipe.maybe_free_model_hooks()  # with model offload: nothing stays on the device
+        return decoded

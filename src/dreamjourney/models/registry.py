@@ -7,6 +7,7 @@ JSON/TOML file read by `load_config`) may name a `preset` and override any role:
 preset = "wan"
 dtype = "bfloat16"
 device = "cuda"
+offload = "model"        # every stage: "none", "model" or "sequential" (see `OFFLOAD`)
 
 [completer]
 model = "/models/Wan2.1-VACE-1.3B-diffusers"   # a local directory instead of the hub id
@@ -21,6 +22,8 @@ model = "qwen2.5vl:7b"
 An override with the preset's backend name (or none) updates its options; another name
 replaces the spec. `animator = "none"` switches stage II off. Nothing is loaded here: each
 backend loads its weights on first use (`Backends.check_weights()` finds them all up front).
+The backends of one set share a `ModelStore`: a model two roles name is loaded once (with
+the memory options of both merged), and pipelines with the same text encoder share it.
 
 Options that hold credentials (`api_key`, and any named with `secret`, `password` or a `token`
 word, see `is_secret`) reach their backend and nothing else: they are left out of
@@ -41,9 +44,19 @@ import torch
 
 from dreamjourney.errors import InputError
 from dreamjourney.models.protocols import Animator, Captioner, Completer, DepthEstimator
-from dreamjourney.models.weights import TINY_PREFIX, MemoryOptions, parse_dtype
+from dreamjourney.models.weights import TINY_PREFIX, MemoryOptions, ModelStore, parse_dtype
 
 ROLES = ("depth", "completer", "animator", "captioner")
+
+OFFLOAD: dict[str, dict[str, dict[str, bool]]] = {
+    "none": {"diffusion": {}, "torch": {}},
+    "model": {"diffusion": {"cpu_offload": True}, "torch": {"offload": True}},
+    "sequential": {"diffusion": {"sequential_offload": True}, "torch": {"offload": True}},
+}
+"""The config's `offload` setting -> the options it gives every backend of each kind (a role's
+own options win): `model` keeps every model on the CPU except while it runs (a diffusion
+pipeline one sub-model at a time), `sequential` moves a diffusion pipeline's weights layer by
+layer (slowest, least memory)."""
 
 _Spec = dict[str, Any]
 _SECRET = re.compile(r"api_?key|secret|password|passwd|(^|_)token(_|$)", re.IGNORECASE)
@@ -93,11 +106,15 @@ BACKENDS: dict[str, dict[str, BackendEntry]] = {
     "completer": {
         "vace": BackendEntry("vace:VaceCompleter", "diffusion"),
         "guided": BackendEntry("guided:GuidedCompleter", "diffusion"),
+        "easyanimate": BackendEntry("easyanimate:EasyAnimateCompleter", "diffusion"),
         "classical": BackendEntry("classical:ClassicalCompleter", "plain", weights=False),
     },
     "animator": {
-        name: BackendEntry("animation:I2VAnimator", "diffusion", (("family", name),))
-        for name in ("wan-i2v", "cogvideox-i2v", "ltx-i2v")
+        **{
+            name: BackendEntry("animation:I2VAnimator", "diffusion", (("family", name),))
+            for name in ("wan-i2v", "cogvideox-i2v", "ltx-i2v")
+        },
+        "easyanimate-i2v": BackendEntry("easyanimate:EasyAnimateAnimator", "diffusion"),
     },
     "captioner": {
         "qwen2.5-vl": BackendEntry("captioning:QwenVLCaptioner", "torch"),
@@ -177,6 +194,21 @@ PRESETS: dict[str, dict[str, _Spec | None]] = {
         "animator": {"name": "cogvideox-i2v", "model": "THUDM/CogVideoX-5b-I2V"},
         "captioner": {"name": "qwen2.5-vl", "model": "Qwen/Qwen2.5-VL-7B-Instruct"},
     },
+    "easyanimate": {
+        "depth": {
+            "name": "depth-anything-v2",
+            "model": "depth-anything/Depth-Anything-V2-Large-hf",
+        },
+        "completer": {
+            "name": "easyanimate",
+            "model": "alibaba-pai/EasyAnimateV5.1-12b-zh-InP-diffusers",
+        },
+        "animator": {
+            "name": "easyanimate-i2v",
+            "model": "alibaba-pai/EasyAnimateV5.1-12b-zh-InP-diffusers",
+        },
+        "captioner": {"name": "qwen2.5-vl", "model": "Qwen/Qwen2.5-VL-7B-Instruct"},
+    },
 }
 """Named sets of role specs. `offline` needs no weights; `tiny` is random weights (noise)."""
 
@@ -208,6 +240,9 @@ NATIVE: dict[str, NativeRegime] = {
     "cogvideox": NativeRegime(
         (720, 480), 49, 40, 48, "fixed: learned positional embeddings of CogVideoX-5b-I2V"
     ),
+    "easyanimate": NativeRegime(
+        (672, 384), 49, 49, 48, "EasyAnimate V5.1 InP: its diffusers example's size and frames"
+    ),
 }
 """Preset -> its native regime (real-weight presets only)."""
 
@@ -224,6 +259,7 @@ class Backends:
     animator: Animator | None
     captioner: Captioner
     info: dict[str, Any] = field(default_factory=dict)
+    store: ModelStore = field(default_factory=ModelStore)
 
     @property
     def is_noise(self) -> bool:
@@ -248,7 +284,9 @@ def _spec(value: Any, role: str) -> _Spec:
     )
 
 
-def _build(role: str, spec: _Spec, device: Any, dtype: torch.dtype | None) -> Any:
+def _build(
+    role: str, spec: _Spec, device: Any, dtype: torch.dtype | None, store: ModelStore
+) -> Any:
     spec = dict(spec)
     name = spec.pop("name", None)
     table = BACKENDS[role]
@@ -259,7 +297,7 @@ def _build(role: str, spec: _Spec, device: Any, dtype: torch.dtype | None) -> An
     entry = table[name]
     cls = entry.cls()
     fixed = dict(entry.fixed)
-    params = set(inspect.signature(cls).parameters) - set(fixed) - {"device", "memory"}
+    params = set(inspect.signature(cls).parameters) - set(fixed) - {"device", "memory", "store"}
     if entry.kind == "diffusion":
         params |= set(MemoryOptions.__dataclass_fields__)
     unknown = sorted(set(spec) - params)
@@ -273,18 +311,20 @@ def _build(role: str, spec: _Spec, device: Any, dtype: torch.dtype | None) -> An
     if name == "file":
         rest = spec.get("rest", "heuristic")
         spec["rest"] = (
-            None if rest in (None, "none") else _build("depth", _spec(rest, "depth"), device, dtype)
+            None
+            if rest in (None, "none")
+            else _build("depth", _spec(rest, "depth"), device, dtype, store)
         )
     if entry.kind == "diffusion":
         memory = MemoryOptions.from_options(spec)
         if memory.dtype is None and dtype is not None:
             memory.dtype = str(dtype).replace("torch.", "")
         parse_dtype(memory.dtype, field=f"{role}.dtype")
-        return cls(**fixed, device=device, memory=memory, **spec)
+        return cls(**fixed, device=device, memory=memory, store=store, **spec)
     if entry.kind == "torch":
         spec.setdefault("dtype", dtype)
         parse_dtype(spec["dtype"], field=f"{role}.dtype")
-        return cls(**fixed, device=device, **spec)
+        return cls(**fixed, device=device, store=store, **spec)
     return cls(**fixed, **spec)
 
 
@@ -299,12 +339,12 @@ def resolve_specs(
     specs: dict[str, _Spec | None] = {
         r: (dict(s) if s is not None else None) for r, s in PRESETS[preset].items()
     }
-    for key in ("device", "dtype"):
+    for key in ("device", "dtype", "offload"):
         config.pop(key, None)
     for role, value in config.items():
         if role not in ROLES:
             raise InputError(
-                f"unknown key {role!r}; expected preset, device, dtype or one of {', '.join(ROLES)}",
+                f"unknown key {role!r}; expected preset, device, dtype, offload or one of {', '.join(ROLES)}",
                 field=role,
             )
         if value in (None, "none", False):
@@ -341,9 +381,9 @@ def build_backends(
 ) -> Backends:
     """Backends for `preset` (a key of `PRESETS`), overridden by `config`.
 
-    `config` may also name `preset`, `device` and `dtype` (which win over the arguments).
-    Unknown preset, role, backend or option -> InputError. Nothing is loaded yet (and nothing
-    is built again after `keep_backends()`).
+    `config` may also name `preset`, `device` and `dtype` (which win over the arguments) and
+    `offload` (a key of `OFFLOAD`). Unknown preset, role, backend or option -> InputError.
+    Nothing is loaded yet (and nothing is built again after `keep_backends()`).
     """
     if _kept is None:
         return _build_backends(preset, config, device, dtype)
@@ -363,11 +403,20 @@ def _build_backends(
     chosen = config.get("preset", preset)
     device = config.get("device", device)
     dtype = parse_dtype(config.get("dtype", dtype))
+    offload = config.get("offload", "none")
+    if offload not in OFFLOAD:
+        raise InputError(f"unknown offload {offload!r}; use {', '.join(OFFLOAD)}", field="offload")
     specs = resolve_specs(preset, config)
+    store = ModelStore()
     built: dict[str, Any] = {}
     for role in ROLES:
         spec = specs[role]
-        built[role] = None if spec is None else _build(role, spec, device, dtype)
+        if spec is not None:
+            entry = BACKENDS[role].get(str(spec.get("name")))
+            kind = entry.kind if entry is not None else "plain"  # unknown names fail in _build
+            spec = {**OFFLOAD[offload].get(kind, {}), **spec}
+        built[role] = None if spec is None else _build(role, spec, device, dtype, store)
+    _share_pipeline(built["completer"], built["animator"])
     models = [str(s.get("model", "")) for s in specs.values() if s]
     info = {
         "preset": chosen,
@@ -382,7 +431,25 @@ def _build_backends(
         animator=built["animator"],
         captioner=built["captioner"],
         info=json.loads(json.dumps(info, default=str)),
+        store=store,
     )
+
+
+def _share_pipeline(completer: Any, animator: Any) -> None:
+    """A completer and an animator on the same model share one pipeline: give both the
+    memory options of the two merged (`MemoryOptions.frugal`); its one scheduler takes one
+    flow shift, so they must ask for the same."""
+    a, b = getattr(completer, "memory", None), getattr(animator, "memory", None)
+    if a is None or b is None or completer.model_id != animator.model_id:
+        return
+    completer.memory = animator.memory = MemoryOptions.frugal(a, b, field="animator.dtype")
+    shifts = getattr(completer, "flow_shift", None), getattr(animator, "flow_shift", None)
+    if shifts[0] != shifts[1]:
+        raise InputError(
+            f"the completer and the animator share this model but ask for flow_shift "
+            f"{shifts[0]} and {shifts[1]}; give them the same flow_shift",
+            field="animator.flow_shift",
+        )
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -30,17 +30,22 @@ _WORDS = [
 ]  # fmt: skip
 
 
-def tiny_tokenizer(extra_special: list[str] | None = None, max_length: int = 32) -> Any:
+def tiny_tokenizer(
+    extra_special: list[str] | None = None,
+    max_length: int = 32,
+    special_ids: dict[str, int] | None = None,
+) -> Any:
     """A word-level fast tokenizer over a small vocabulary (unknown words map to `<unk>`).
 
     Whitespace and punctuation split words; `extra_special` tokens are added as special
-    tokens (e.g. the vision markers of a multimodal model).
+    tokens (e.g. the vision markers of a multimodal model); `special_ids` gives some of them
+    the ids a real model's config names (e.g. its image token id).
     """
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<unk>", "</s>", *(extra_special or [])]
-    vocab = {tok: i for i, tok in enumerate(specials + _WORDS)}
+    vocab = {tok: i for i, tok in enumerate(specials + _WORDS)} | (special_ids or {})
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
@@ -280,6 +285,71 @@ def ltx_i2v() -> Any:
     )
 
 
+def easyanimate() -> Any:
+    """`EasyAnimateInpaintPipeline` in the V5.1 InP layout: a Qwen2-VL text encoder, a mask
+    channel resized into the latents, noise on the reference video, RMS-normed text input."""
+    from diffusers import (
+        AutoencoderKLMagvit,
+        EasyAnimateInpaintPipeline,
+        EasyAnimateTransformer3DModel,
+        FlowMatchEulerDiscreteScheduler,
+    )
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    torch.manual_seed(TINY_SEED)
+    tokenizer = qwen_tokenizer(max_length=32)
+    latent = 4
+    transformer = EasyAnimateTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=2 * latent + 1,  # latents, the mask resized to one channel, masked video
+        out_channels=latent,
+        patch_size=2,
+        time_embed_dim=16,
+        text_embed_dim=32,
+        num_layers=1,
+        mmdit_layers=1,
+        sample_width=8,
+        sample_height=8,
+        add_norm_text_encoder=True,
+        resize_inpaint_mask_directly=True,
+        add_noise_in_inpaint_model=True,
+        enable_text_attention_mask=True,
+    )
+    vae = AutoencoderKLMagvit(
+        block_out_channels=(8, 8, 8, 8),
+        latent_channels=latent,
+        layers_per_block=1,
+        norm_num_groups=2,
+    )
+    vae.register_to_config(cache_mag_vae=True)  # type: ignore[attr-defined]  # V5.1's config sets it; the pipeline reads it
+    text_encoder = Qwen2VLForConditionalGeneration(
+        Qwen2VLConfig(
+            text_config={
+                "vocab_size": len(tokenizer),
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "rope_parameters": {
+                    "rope_type": "default",
+                    "mrope_section": [2, 2, 4],
+                    "rope_theta": 10000.0,
+                },
+            },
+            vision_config={"depth": 1, "embed_dim": 16, "hidden_size": 32, "num_heads": 2},
+        )
+    ).eval()
+    return EasyAnimateInpaintPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+
+
 class _Bundle:
     """A transformers model with its processor (an object or a plain JSON config), saved side by side."""
 
@@ -382,6 +452,14 @@ _CHAT_TEMPLATE = (
 )
 
 
+def qwen_tokenizer(max_length: int = 4096, special_ids: dict[str, int] | None = None) -> Any:
+    """The tiny tokenizer with Qwen's vision markers (ids from `special_ids` where given) and
+    chat template."""
+    tokenizer = tiny_tokenizer(QWEN_SPECIAL, max_length=max_length, special_ids=special_ids)
+    tokenizer.chat_template = _CHAT_TEMPLATE
+    return tokenizer
+
+
 def qwen25_vl() -> Any:
     """`Qwen2_5_VLForConditionalGeneration` with a 1-layer vision tower, its tokenizer and image processor."""
     from transformers import (
@@ -391,8 +469,7 @@ def qwen25_vl() -> Any:
     )
 
     torch.manual_seed(TINY_SEED)
-    tokenizer = tiny_tokenizer(extra_special=QWEN_SPECIAL, max_length=4096)
-    tokenizer.chat_template = _CHAT_TEMPLATE
+    tokenizer = qwen_tokenizer()
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
     config = Qwen2_5_VLConfig(
         text_config={
@@ -444,6 +521,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "wan-flf2v": wan_flf2v,
     "cogvideox-i2v": cogvideox_i2v,
     "ltx-i2v": ltx_i2v,
+    "easyanimate": easyanimate,
     "qwen2.5-vl": qwen25_vl,
 }
 

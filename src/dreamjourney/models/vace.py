@@ -27,7 +27,7 @@ from dreamjourney.models.video_common import (
     to_pil,
     valid_frame_count,
 )
-from dreamjourney.models.weights import MemoryOptions, load_pipeline, resolve_weights
+from dreamjourney.models.weights import MemoryOptions, ModelStore, resolve_weights
 
 HOLE_GREY = 0.5
 
@@ -41,6 +41,7 @@ class VaceCompleter:
     flow_shift: the scheduler's timestep shift (None: the checkpoint's, 3.0 for Wan 2.1).
     height / width: working size (None: the clip's, rounded to a multiple of 16).
     memory: dtype, offloading and VAE tiling/slicing (`MemoryOptions`); the VAE stays float32.
+    store: where the pipeline is loaded (shared with the other roles of a preset).
     """
 
     name = "vace"
@@ -52,6 +53,7 @@ class VaceCompleter:
         *,
         device: str | torch.device = "cpu",
         memory: MemoryOptions | None = None,
+        store: ModelStore | None = None,
         num_inference_steps: int = 30,
         guidance_scale: float = 5.0,
         negative_prompt: str = WAN_NEGATIVE_PROMPT,
@@ -62,6 +64,7 @@ class VaceCompleter:
         self.model_id = model
         self.device = device
         self.memory = memory or MemoryOptions()
+        self.store = store or ModelStore()
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.negative_prompt = negative_prompt
@@ -77,13 +80,12 @@ class VaceCompleter:
         if self._pipe is None:
             from diffusers import WanVACEPipeline
 
-            pipe = load_pipeline(
+            pipe = self.store.pipeline(
                 WanVACEPipeline,
                 self.model_id,
                 role="completer",
                 device=self.device,
                 memory=self.memory,
-                fp32=("vae",),
             )
             set_flow_shift(pipe, self.flow_shift, field="completer.flow_shift")
             self._pipe = pipe

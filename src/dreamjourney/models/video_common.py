@@ -3,10 +3,8 @@ its own size, hole pre-filling, scheduler shift, conversions."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -82,12 +80,6 @@ class ClipGrid:
         if self.size is not None and self.frames is not None:
             return f"{self.size[1]}x{self.size[0]}, {self.frames} frames"
         return f"multiples of {self.multiple} px, {self.temporal}k+1 frames"
-
-
-def transformer_config(model_dir: Path) -> dict[str, Any]:
-    """The `transformer/config.json` of a diffusers model directory ({} when it has none)."""
-    path = Path(model_dir) / "transformer" / "config.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def native_grid(grid: ClipGrid, config: Mapping[str, Any]) -> ClipGrid:

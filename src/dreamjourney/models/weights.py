@@ -8,10 +8,14 @@ that names the model, where we looked and how to provide it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -169,6 +173,28 @@ class MemoryOptions:
     def torch_dtype(self) -> torch.dtype | None:
         return parse_dtype(self.dtype)
 
+    @property
+    def placement(self) -> str:
+        """`"sequential"`, `"model"` (offloaded per sub-model) or `"resident"`."""
+        if self.sequential_offload:
+            return "sequential"
+        return "model" if self.cpu_offload else "resident"
+
+    @classmethod
+    def frugal(cls, a: MemoryOptions, b: MemoryOptions, *, field: str) -> MemoryOptions:
+        """The options for one pipeline two roles share: every saving either asks for.
+
+        Raises InputError when they ask for different dtypes.
+        """
+        if a.dtype is not None and b.dtype is not None and a.torch_dtype != b.torch_dtype:
+            raise InputError(
+                f"the completer and the animator share this model but ask for dtypes {a.dtype} "
+                f"and {b.dtype}; give them the same dtype",
+                field=field,
+            )
+        merged = {f.name: getattr(a, f.name) or getattr(b, f.name) for f in fields(cls)}
+        return cls(**merged)
+
     def apply(self, pipe: Any, device: str | torch.device) -> Any:
         """Move `pipe` to `device` or set up offloading, and switch on VAE tiling/slicing."""
         device = torch.device(device)
@@ -192,6 +218,35 @@ class MemoryOptions:
         return pipe
 
 
+@contextmanager
+def resident(module: torch.nn.Module, device: str | torch.device, offload: bool) -> Iterator[None]:
+    """Inside the block `module` is on `device`; with `offload` it goes back to the CPU after
+    (and the accelerator's cache is emptied), so it holds no accelerator memory between calls."""
+    if offload:
+        module.to(device)
+    try:
+        yield
+    finally:
+        if offload:
+            module.to("cpu")
+            if torch.device(device).type == "cuda":
+                torch.cuda.empty_cache()
+
+
+FIXED_DTYPES: dict[str, dict[str, torch.dtype]] = {
+    "WanImageToVideoPipeline": {"vae": torch.float32, "image_encoder": torch.float32},
+    "WanVACEPipeline": {"vae": torch.float32},
+}
+"""Pipeline class -> components kept in float32 whatever the pipeline's dtype (diffusers' Wan
+examples keep the VAE and the CLIP image encoder in float32; the Wan pipelines cast their
+inputs to each component's dtype). The one place both loading and the memory table read."""
+
+
+def component_dtype(pipeline: str, component: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype `component` of a `pipeline` (class name) is loaded in when the pipeline's is `dtype`."""
+    return FIXED_DTYPES.get(pipeline, {}).get(component, dtype)
+
+
 def load_pipeline(
     cls: Any,
     model: str,
@@ -199,17 +254,106 @@ def load_pipeline(
     role: str,
     device: str | torch.device,
     memory: MemoryOptions,
-    fp32: tuple[str, ...] = (),
     **kwargs: Any,
 ) -> Any:
     """Load a diffusers pipeline for `role` and place it according to `memory`.
 
-    fp32: components kept in float32 whatever `memory.dtype` says (e.g. a VAE whose decoding
-        suffers in bfloat16); the others get `memory.dtype`.
+    Components named in `FIXED_DTYPES` for `cls` keep their dtype; `kwargs` go to
+    `from_pretrained` (e.g. an already loaded `text_encoder=` to share).
     """
     dtype = memory.torch_dtype
     if dtype is not None:
-        kwargs["torch_dtype"] = {"default": dtype, **dict.fromkeys(fp32, torch.float32)}
+        kwargs["torch_dtype"] = {"default": dtype, **FIXED_DTYPES.get(cls.__name__, {})}
     pipe = load_pretrained(cls, model, role=role, **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return memory.apply(pipe, device)
+
+
+def _file_identity(path: Path) -> str:
+    """A content identity of one weight file, cheap to compute.
+
+    In a Hugging Face cache a file is a link to a blob named by its content hash: that name.
+    Otherwise the size and the SHA-256 of its first and last MiB (which hold the header and
+    the first and last tensors' bytes).
+    """
+    target = path.resolve()
+    if target != path.absolute() and target.parent.name == "blobs":
+        return target.name
+    size = target.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with target.open("rb") as f:
+        digest.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        digest.update(f.read())
+    return digest.hexdigest()
+
+
+def folder_identity(folder: Path) -> str | None:
+    """An identity of a component folder's files (see `_file_identity`), None if it has none."""
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    if not files:
+        return None
+    return hashlib.sha256(
+        "".join(f"{p.name}:{_file_identity(p)};" for p in files).encode()
+    ).hexdigest()
+
+
+T = TypeVar("T")
+
+
+class ModelStore:
+    """Models loaded once and shared by the roles of one set of backends.
+
+    Backends ask for what they need by a key (e.g. `(pipeline class, model)`); the first ask
+    loads it, later asks get the same object. Two pipelines whose `text_encoder` and
+    `tokenizer` folders hold the same files (`folder_identity`) share one text encoder.
+    Tests and checks put ready objects in with `provide`.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], Any] = {}
+        self._encoders: dict[str, tuple[Any, Any]] = {}
+
+    def provide(self, key: tuple[str, str], value: Any) -> None:
+        """Use `value` for `key` instead of loading it."""
+        self._items[key] = value
+
+    def get(self, key: tuple[str, str], load: Callable[[], T]) -> T:
+        """The object stored under `key`, loaded by `load()` on first use."""
+        if key not in self._items:
+            self._items[key] = load()
+        return self._items[key]
+
+    def drop(self, key: tuple[str, str]) -> None:
+        """Forget `key` (the next `get` loads it again)."""
+        self._items.pop(key, None)
+
+    def pipeline(
+        self, cls: Any, model: str, *, role: str, device: str | torch.device, memory: MemoryOptions
+    ) -> Any:
+        """The diffusers pipeline `cls` of `model`, loaded once, placed by `memory`."""
+        return self.get((cls.__name__, model), lambda: self._load(cls, model, role, device, memory))
+
+    def transformer_config(self, cls: Any, model: str, *, role: str) -> Mapping[str, Any]:
+        """The transformer config of pipeline `cls` of `model`: the stored pipeline's, else its
+        `transformer/config.json` ({} when it has none); reads no weights."""
+        pipe = self._items.get((cls.__name__, model))
+        if pipe is not None:
+            return pipe.transformer.config
+        path = resolve_weights(model, role=role) / "transformer" / "config.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def _load(
+        self, cls: Any, model: str, role: str, device: str | torch.device, memory: MemoryOptions
+    ) -> Any:
+        root = resolve_weights(model, role=role)
+        parts = [folder_identity(root / "text_encoder"), folder_identity(root / "tokenizer")]
+        identity = None if None in parts else f"{parts[0]}/{parts[1]}/{memory.placement}"
+        shared = self._encoders.get(identity) if identity else None
+        extra = {"text_encoder": shared[0], "tokenizer": shared[1]} if shared else {}
+        pipe = load_pipeline(cls, model, role=role, device=device, memory=memory, **extra)
+        if identity and getattr(pipe, "text_encoder", None) is not None:
+            self._encoders.setdefault(identity, (pipe.text_encoder, pipe.tokenizer))
+        return pipe

@@ -19,7 +19,6 @@ an uninterrupted one. Frames stream to disk: memory holds one segment's frames a
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 from collections import deque
@@ -121,6 +120,15 @@ class JourneyCallback:
 
 
 @dataclass
+class PhotoLift:
+    """The photo lifted into a new world (`JourneyPipeline.lift_photo`)."""
+
+    world: World
+    camera: Cameras  # (1,) the photo's camera, at time 0 and the origin
+    fov_deg: float  # the run's horizontal field of view (the camera's, without a camera file)
+
+
+@dataclass
 class JourneyResult:
     """Where a run's outputs are and what this call did."""
 
@@ -207,7 +215,7 @@ class JourneyPipeline:
             image=str(image_path.resolve()),
             image_sha256=sha256_file(image_path),
             image_size=photo_size,
-            trajectory_sha256=_cameras_hash(file_cameras) if file_cameras is not None else None,
+            trajectory_sha256=file_cameras.digest() if file_cameras is not None else None,
         )
         identity = self._identity(config, file_cameras)
         max_segments = (
@@ -342,7 +350,7 @@ class JourneyPipeline:
         kept = manifest.path_scale
         placed = fit_path(
             cameras,
-            _first_camera(config, cameras, manifest.fov_deg),
+            first_camera(config, cameras, manifest.fov_deg),
             scene_scale=self._scene_scale,
             path_scale=kept if kept is not None else config.path_scale,
             given="chosen when the run started" if kept is not None else None,
@@ -358,18 +366,30 @@ class JourneyPipeline:
         """Lift the photo into a new world, fix its field of view, the scene scale and the
         first prompt."""
         self._scene_scale = 1.0
+        lift = self.lift_photo(photo, config, file_cameras)
+        run.manifest.fov_deg = lift.fov_deg
+        run.manifest.scene_scale = float(lift.world.median_depth(lift.camera))
+        run.manifest.input_prompt = config.prompt or self._caption(photo)
+        lift.world.save(run.world_state_path(0))  # atomic
+        run.save()
+
+    def lift_photo(
+        self, photo: Tensor, config: JourneyConfig, file_cameras: Cameras | None = None
+    ) -> PhotoLift:
+        """The world a run starts from: `photo` (3, H, W), already fitted to the config's
+        size, lifted at time 0 with the depth backend's depth from the photo's camera
+        (`first_camera`), whose field of view is the config's, else the one the depth model
+        infers from the photo (its focal length), else `DEFAULT_FOV_DEG`. The studio shows and
+        previews this world; its `median_depth(camera)` is the scene scale."""
         estimate = self._timed("depth", lambda: self.backends.depth.estimate(photo))
         fov = config.fov_deg
         if fov is None and estimate.focal_px is not None:
             fov = math.degrees(2 * math.atan(0.5 * config.width / estimate.focal_px))
-        run.manifest.fov_deg = fov or DEFAULT_FOV_DEG
-        camera = _first_camera(config, file_cameras, run.manifest.fov_deg)
+        fov = fov or DEFAULT_FOV_DEG
+        camera = first_camera(config, file_cameras, fov)
         world = World(max_points=config.max_points)
         world.add_frame(photo, estimate.depth, camera, time=0.0, new_only=False)
-        run.manifest.scene_scale = float(world.median_depth(camera))
-        run.manifest.input_prompt = config.prompt or self._caption(photo)
-        world.save(run.world_state_path(0))  # atomic
-        run.save()
+        return PhotoLift(world, camera, fov)
 
     # ================================================================= one segment
     def _segment(
@@ -390,7 +410,7 @@ class JourneyPipeline:
         start_camera = (
             load_cameras(run.segment_dir(index - 1) / "cameras.json")[-1]
             if index > 0
-            else _first_camera(config, file_cameras, manifest.fov_deg)
+            else first_camera(config, file_cameras, manifest.fov_deg)
         )
         # the complete view the clip continues from, as the video shows it (read back from disk
         # so that a resumed run sees the same pixels)
@@ -625,7 +645,7 @@ class JourneyPipeline:
         return count
 
 
-def _first_camera(
+def first_camera(
     config: JourneyConfig, file_cameras: Cameras | None, fov_deg: float | None
 ) -> Cameras:
     """The photo's camera, at time 0 and the origin: the K of the file's first camera, else the
@@ -670,14 +690,6 @@ def contact_sheet(frames: list[Tensor], cols: int, gap: int = 4) -> Tensor:
         top, left = gap + r * (h + gap), gap + c * (w + gap)
         sheet[:, top : top + h, left : left + w] = frame
     return sheet
-
-
-def _cameras_hash(cameras: Cameras) -> str:
-    digest = hashlib.sha256()
-    for t in (cameras.K, cameras.c2w, cameras.times):
-        digest.update(t.detach().double().cpu().numpy().tobytes())
-    digest.update(f"{cameras.width}x{cameras.height}".encode())
-    return digest.hexdigest()
 
 
 def _validate(config: JourneyConfig, num_segments: int | None, extend: int) -> None:
