@@ -18,7 +18,7 @@ from dreamjourney.models.classical import (
 )
 from dreamjourney.models.protocols import Completer, CompletionContext
 from dreamjourney.models.vace import VaceCompleter
-from dreamjourney.models.video_common import WAN_NEGATIVE_PROMPT
+from dreamjourney.models.video_common import WAN_NEGATIVE_PROMPT, pipeline_frames
 
 
 def _known_equal(out: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor) -> bool:
@@ -185,7 +185,8 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
 
     def spy(**kwargs):
         seen.update(kwargs)
-        return type(pipe).__call__(pipe, **kwargs)
+        seen["output"] = type(pipe).__call__(pipe, **kwargs)
+        return seen["output"]
 
     completer._pipe = spy
     steps = []
@@ -198,8 +199,10 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
     )
     assert out.shape == frames.shape and torch.isfinite(out).all()
     assert _known_equal(out, frames, masks)
-    assert not torch.equal(out, frames)  # the holes were generated
     assert steps == [1, 2]
+    # the holes hold what the model made (64x64, 9 frames: its own size and count)
+    holes = ~masks[:, None].expand_as(frames)
+    assert torch.equal(out[holes], pipeline_frames(seen["output"])[holes])
     # the pipeline got the partial video and a mask that is white exactly on the holes
     assert seen["num_frames"] == 9 and len(seen["video"]) == len(seen["mask"]) == 9
     white = torch.stack([torch.from_numpy(np.array(m)) == 255 for m in seen["mask"]])
@@ -213,6 +216,13 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
     # the model card's negative prompt unless another is given
     assert seen["negative_prompt"] == WAN_NEGATIVE_PROMPT
     assert seen["negative_prompt"].startswith("Bright tones, overexposed, static")
+    # 7 frames are padded to 9 with the last frame and its mask, and cut back
+    out = completer.complete(frames[:7], masks[:7], generator=torch.Generator().manual_seed(0))
+    assert out.shape == (7, 3, 64, 64) and seen["num_frames"] == 9
+    video, mask = [np.asarray(v) for v in seen["video"]], [np.asarray(m) for m in seen["mask"]]
+    assert all(np.array_equal(v, video[6]) for v in video[7:])
+    assert all(np.array_equal(m, mask[6]) for m in mask[7:])
+    assert torch.equal(out[holes[:7]], pipeline_frames(seen["output"])[:7][holes[:7]])
 
 
 def _telea(frame: torch.Tensor, known: torch.Tensor) -> torch.Tensor:

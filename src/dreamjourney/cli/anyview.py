@@ -87,6 +87,7 @@ def anyview(
 
     from dreamjourney.camera.formats import load_cameras, save_cameras
     from dreamjourney.camera.keyframes import resample_to_clip
+    from dreamjourney.data.types import depth_scale
     from dreamjourney.io.clips import load_clip
     from dreamjourney.io.depth import load_depth
     from dreamjourney.io.video import video_size, write_video
@@ -141,8 +142,7 @@ def anyview(
         first_depth = input_depth[0]
     else:
         first_depth = (depth_result or backends.depth.estimate(clip[0])).depth
-    valid = first_depth[first_depth > 0]
-    scene_scale = float(valid.median()) if valid.numel() else 1.0
+    scene_scale = depth_scale(first_depth) or 1.0
     target = _target_cameras(
         trajectory,
         cams_in,
@@ -154,13 +154,13 @@ def anyview(
         fov=fov,
     )
 
-    generator = torch.Generator().manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     if method == "geometry":
         from dreamjourney.scene.raster import warn_if_blank
 
         if device == "cpu":
             prepare_cpu_rasterizer(quiet)
+        generator = torch.Generator().manual_seed(seed)
         result = geometry(clip, cams_in, target, input_depth=input_depth, generator=generator)
         output = result.frames
         write_video(out / "render.mp4", result.render, fps=fps)
@@ -172,13 +172,19 @@ def anyview(
             "and --target-frame)",
         )
     elif method == "learned":
-        from dreamjourney.pipelines.anyview_learned import load_anyview_pipeline
+        from dreamjourney.pipelines.anyview_learned import learned_method
 
-        learned = load_anyview_pipeline(model, preset=preset, device=device)
-        output = learned(
-            clip, cams_in, target, num_inference_steps=steps or 25, generator=generator,
-            output_type="pt",
-        ).frames  # fmt: skip
+        # the benchmark's method: the model sees camera moves in units of the scene scale,
+        # as in training
+        learned = learned_method(
+            model,
+            preset=preset,
+            num_inference_steps=steps or 25,
+            seed=seed,
+            scene_scale=scene_scale,
+            device=device,
+        )
+        output = learned(clip, cams_in, target, input_depth=input_depth)
     else:
         from dreamjourney.models.weights import MemoryOptions
         from dreamjourney.pipelines.anyview_official import load_anyview_official
