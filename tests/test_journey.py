@@ -20,7 +20,6 @@ from PIL import Image
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.trajectories import make_trajectory
-from dreamjourney.cli import main
 from dreamjourney.errors import InputError
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord
 from dreamjourney.io.video import read_video
@@ -32,6 +31,7 @@ from dreamjourney.pipelines.journey import (
     segment_seed,
 )
 from dreamjourney.scene import World
+from helpers import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 64, 48
@@ -62,18 +62,6 @@ def cli_env() -> dict:
 
 def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "dreamjourney", "journey", *args]
-
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["dreamjourney", "journey", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
@@ -326,7 +314,7 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path, monkeypatch, capsys):
         ([str(good), "--out", out, "--frames", "0"], "--frames"),
     ]
     for args, message in cases:
-        code, _, stderr = run_main(monkeypatch, capsys, *args)
+        code, _, stderr = run_main(monkeypatch, capsys, "journey", *args)
         assert code == 2, (args, stderr)
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], stderr
@@ -368,17 +356,17 @@ def test_sigkill_mid_segment_then_resume_gives_the_same_frames(tmp_path, monkeyp
     assert [s["status"] for s in manifest["segments"]] == ["done"], "not killed mid-segment 1"
     finished = tree_hashes(killed / "segments" / "0000")
 
-    code, _, err = run_main(monkeypatch, capsys, str(image), "--out", str(killed), *args)
+    code, _, err = run_main(monkeypatch, capsys, "journey", str(image), "--out", str(killed), *args)
     assert code == 2 and "--resume" in err
     # what a SIGKILL during an atomic write leaves behind; resuming clears it
     leftover = killed / "segments" / "0001" / ".completed.k1ll3d.tmp.mp4"
     leftover.write_bytes(b"partial")
     code, _, err = run_main(
-        monkeypatch, capsys, str(image), "--out", str(killed), *args, "--resume"
+        monkeypatch, capsys, "journey", str(image), "--out", str(killed), *args, "--resume"
     )
     assert code == 0, err
     whole = tmp_path / "whole"
-    assert run_main(monkeypatch, capsys, str(image), "--out", str(whole), *args)[0] == 0
+    assert run_main(monkeypatch, capsys, "journey", str(image), "--out", str(whole), *args)[0] == 0
 
     assert tree_hashes(killed / "segments" / "0000") == finished
     assert not list(killed.rglob("*.tmp*"))
