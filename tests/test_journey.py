@@ -377,9 +377,9 @@ def test_sigkill_mid_segment_then_resume_gives_the_same_frames(tmp_path, monkeyp
     assert sorted(p.name for p in (killed / "state").iterdir()) == ["world_0003.npz"]
 
 
-def test_forward_segments_never_enter_the_nearest_surface():
-    # a world that is one wall 2 units ahead; the preset would fly 5 units per segment
-    size = 48
+def _wall_ahead(size: int) -> tuple[Cameras, World, JourneyPipeline]:
+    """A `size`x`size` camera at the origin looking down +z, a world that is one wall 2 units
+    ahead of it, and the offline preset's pipeline with a scene scale of 10."""
     camera = Cameras.create(torch.eye(4), width=size, height=size, fov_deg=60.0)
     world = World()
     world.add_frame(
@@ -387,6 +387,13 @@ def test_forward_segments_never_enter_the_nearest_surface():
     )
     pipe = JourneyPipeline.from_preset("offline")
     pipe._scene_scale = 10.0
+    return camera, world, pipe
+
+
+def test_forward_segments_never_enter_the_nearest_surface():
+    # a world that is one wall 2 units ahead; the preset would fly 5 units per segment
+    size = 48
+    camera, world, pipe = _wall_ahead(size)
     config = JourneyConfig(trajectory="forward", frames_per_segment=8, width=size, height=size)
     start = camera.with_times([0.0])
     for index in range(3):
@@ -405,13 +412,7 @@ def test_forward_segments_never_enter_the_nearest_surface():
 def test_paths_that_do_not_fly_ahead_keep_their_shape_beside_a_near_wall(trajectory):
     # the same wall: an orbit about the point at scene depth passes behind it, and stays an orbit
     size = 48
-    camera = Cameras.create(torch.eye(4), width=size, height=size, fov_deg=60.0)
-    world = World()
-    world.add_frame(
-        torch.rand(3, size, size), torch.full((size, size), 2.0), camera, new_only=False
-    )
-    pipe = JourneyPipeline.from_preset("offline")
-    pipe._scene_scale = 10.0
+    camera, world, pipe = _wall_ahead(size)
     config = JourneyConfig(trajectory=trajectory, frames_per_segment=8, width=size, height=size)
     start = camera.with_times([0.0])
     cameras = pipe._segment_cameras(0, config, start, None, 0, world)
