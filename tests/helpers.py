@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import pytest
+
+from dreamjourney.pipelines.journey import JourneyConfig
 
 
 def run_main(
@@ -25,3 +28,19 @@ def run_main(
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def small_journey_config(**overrides: Any) -> JourneyConfig:
+    """A journey small enough for the CPU: pan right at 64x48, 5 frames a segment of which 3
+    move, lifting every 2nd frame; `overrides` set any other field or replace these."""
+    return JourneyConfig(
+        **{
+            "trajectory": "pan-right",
+            "width": 64,
+            "height": 48,
+            "frames_per_segment": 5,
+            "motion_frames": 3,
+            "lift_stride": 2,
+            **overrides,
+        }
+    )

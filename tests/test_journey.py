@@ -31,7 +31,7 @@ from dreamjourney.pipelines.journey import (
     segment_seed,
 )
 from dreamjourney.scene import World
-from helpers import run_main
+from helpers import run_main, small_journey_config
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 64, 48
@@ -72,26 +72,13 @@ def tree_hashes(folder: Path) -> dict[str, str]:
     }
 
 
-def small_config(**overrides) -> JourneyConfig:
-    values = dict(
-        trajectory="pan-right",
-        width=W,
-        height=H,
-        frames_per_segment=5,
-        motion_frames=3,
-        lift_stride=2,
-    )
-    values.update(overrides)
-    return JourneyConfig(**values)
-
-
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.parametrize(("preset", "frames"), [("offline", 3), ("tiny", 5)])
 def test_end_to_end_outputs_agree(tmp_path, preset, frames):
     image = photo(tmp_path / "photo.png")
     pipe = JourneyPipeline.from_preset(preset)
     # sideways: every segment reveals new ground; Wan models take 4k+1 frames
-    config = small_config(trajectory="pan-right", frames_per_segment=frames)
+    config = small_journey_config(trajectory="pan-right", frames_per_segment=frames)
     result = pipe(image, tmp_path / "run", config=config, num_segments=2, seed=3)
     run = result.run
     manifest = json.loads(run.manifest_path.read_text())
@@ -169,7 +156,7 @@ def test_trajectory_file_is_cut_into_segments(tmp_path):
     path_cams = Cameras.create(c2w, width=W, height=H, fov_deg=55.0)
     save_cameras(path_cams, tmp_path / "path.json", format="native")
     pipe = JourneyPipeline.from_preset("offline")
-    config = small_config(
+    config = small_journey_config(
         trajectory=str(tmp_path / "path.json"), frames_per_segment=3, motion=False, path_scale=1.0
     )
     result = pipe(image, tmp_path / "run", config=config)
@@ -187,7 +174,7 @@ def test_trajectory_file_is_cut_into_segments(tmp_path):
 def test_finished_run_is_reported_complete_and_extends(tmp_path):
     image = photo(tmp_path / "photo.png")
     pipe = JourneyPipeline.from_preset("offline")
-    config = small_config(frames_per_segment=2, motion=False)
+    config = small_journey_config(frames_per_segment=2, motion=False)
     first = pipe(image, tmp_path / "run", config=config, num_segments=1)
     before = tree_hashes(first.run.root / "segments")
     again = pipe(image, tmp_path / "run", config=config)
@@ -206,7 +193,7 @@ def test_other_image_modes_are_handled(tmp_path, mode):
     result = pipe(
         image,
         tmp_path / "run",
-        config=small_config(frames_per_segment=2, motion=False),
+        config=small_journey_config(frames_per_segment=2, motion=False),
         num_segments=1,
     )
     frames, _ = read_video(result.video)
@@ -430,7 +417,9 @@ def test_a_camera_file_that_leaves_the_scene_warns(tmp_path):
     c2w[:, 2, 3] = torch.linspace(0, 3, 4)  # straight ahead, 1 unit a frame
     save_cameras(Cameras.create(c2w, width=W, height=H, fov_deg=55.0), tmp_path / "p.json")
     pipe = JourneyPipeline.from_preset("offline")
-    config = small_config(trajectory=str(tmp_path / "p.json"), frames_per_segment=3, motion=False)
+    config = small_journey_config(
+        trajectory=str(tmp_path / "p.json"), frames_per_segment=3, motion=False
+    )
     far = dataclasses.replace(config, path_scale=1000.0)
     with pytest.warns(InputWarning, match=r"3 of 3 rendered frames were >= 95% holes"):
         left = pipe(image, tmp_path / "far", config=far)
@@ -462,7 +451,7 @@ def test_aligned_depth_is_clamped_to_a_plausible_range(tmp_path):
 
     pipe = JourneyPipeline.from_preset("offline")
     pipe.backends.depth = WildDepth()
-    config = small_config(trajectory="pan-right", frames_per_segment=3, motion=False)
+    config = small_journey_config(trajectory="pan-right", frames_per_segment=3, motion=False)
     result = pipe(photo(tmp_path / "photo.png"), tmp_path / "run", config=config, num_segments=1)
     world = World.load(result.run.world_state_path(1))
     assert result.run.manifest.segments[0].points_added > 0
@@ -474,7 +463,7 @@ def test_two_runs_in_one_process_write_the_same_bytes(tmp_path):
     """x264 must encode the same frames to the same bitstream every time (see x264_options)."""
     image = photo(tmp_path / "photo.png")
     pipe = JourneyPipeline.from_preset("offline")
-    config = small_config(frames_per_segment=4)
+    config = small_journey_config(frames_per_segment=4)
     for name in ("a", "b"):
         pipe(image, tmp_path / name, config=config, num_segments=2, seed=5)
     a = {k: v for k, v in tree_hashes(tmp_path / "a").items() if k.endswith(".mp4")}
