@@ -7,27 +7,20 @@ hold it, and a run whose key changes must still resume and extend.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from dreamjourney.cli import main
 from dreamjourney.models.registry import build_backends, is_secret
+from helpers import run_main
 
 ANSWER = json.dumps({"objects": [{"name": "sea", "motion": "high", "sentence": "Waves roll in."}]})
 
 
 def journey(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """`dreamjourney journey ARGS` in this process -> (exit status, stdout + stderr)."""
-    monkeypatch.setattr(sys, "argv", ["dreamjourney", "journey", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
+    code, out, err = run_main(monkeypatch, capsys, "journey", *args)
     return code, out + err
 
 
