@@ -34,7 +34,7 @@ Fill = Callable[[Tensor, Tensor], Tensor]
 
 
 def opencv_fill(method: int) -> Fill:
-    """The previous offline completer: OpenCV inpainting of the whole hole (radius 5)."""
+    """OpenCV inpainting of the whole hole (radius 5)."""
 
     def fill(frame: Tensor, known: Tensor) -> Tensor:
         holes = (~known).numpy().astype(np.uint8) * 255
@@ -45,12 +45,9 @@ def opencv_fill(method: int) -> Fill:
 
 
 METHODS: dict[str, Fill] = {
-    "opencv-telea (before)": opencv_fill(cv2.INPAINT_TELEA),
+    "opencv-telea": opencv_fill(cv2.INPAINT_TELEA),
     "opencv-ns": opencv_fill(cv2.INPAINT_NS),
-    "classical, no texture": lambda frame, known: inpaint_frame(
-        frame, known, detail_gain=0.0, grain=0.0
-    ),
-    "classical, isotropic": lambda frame, known: inpaint_frame(frame, known, vertical=1.0),
+    "classical, patch 5": lambda frame, known: inpaint_frame(frame, known, patch_size=5),
     "classical (now)": lambda frame, known: inpaint_frame(frame, known),
 }
 

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,8 +154,20 @@ def _run_main(args):
     return 0
 
 
-@pytest.mark.parametrize("case", ["undecodable", "empty", "static cameras, no depth", "depth"])
-def test_anyview_bad_input_is_one_line_exit_2(case, scene_dir, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("undecodable", r"broken\.mp4: cannot decode video \("),
+        ("empty", r"empty: folder holds no image frames$"),
+        (
+            "static cameras, no depth",
+            r"--input-cameras: the input cameras move 0 units at most, too little to see the scale "
+            r"of the estimated depth",
+        ),
+        ("depth", r"d\.npy: depth has 9216 NaN/inf values$"),
+    ],
+)
+def test_anyview_bad_input_is_one_line_exit_2(case, message, scene_dir, tmp_path, capsys):
     s = scene_dir / "scenes" / "s0"
     video = s / "exo_front" / "rgb"
     extra = []
@@ -175,6 +188,7 @@ def test_anyview_bad_input_is_one_line_exit_2(case, scene_dir, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert status == 2
     assert len(err.splitlines()) == 1 and err.startswith("error:")
+    assert re.search(message, err), err
     assert not (out / "video.mp4").exists()
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,12 +28,13 @@ from dreamjourney.models.anyview import (
     latent_frame_indices,
     ray_maps,
 )
+from dreamjourney.models.anyview.transformer import AnyViewTransformerOutput
 from dreamjourney.pipelines.anyview_learned import (
     AnyViewNovelView,
     AnyViewPipeline,
     load_anyview_pipeline,
 )
-from dreamjourney.training.anyview import train_anyview
+from dreamjourney.training.anyview import flow_matching_loss, sample_sigmas, train_anyview
 from dreamjourney.training.config import load_train_config
 from dreamjourney.training.data import ClipDataset
 
@@ -173,6 +176,62 @@ def pixel_pipe():
     )
 
 
+def latent_pipeline(vae: str = "wan") -> AnyViewPipeline:
+    """A tiny random pipeline in the latent space of a tiny "wan" VAE (per-channel latent
+    statistics 0.1 and 2, so normalising matters) or "cogvideox" VAE (scaling factor 0.7); both
+    compress time 4x and space 8x."""
+    torch.manual_seed(0)
+    if vae == "wan":
+        model = AutoencoderKLWan(
+            base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+            temperal_downsample=[False, True, True], latents_mean=[0.1] * 4, latents_std=[2.0] * 4,
+        )  # fmt: skip
+    else:
+        model = AutoencoderKLCogVideoX(
+            block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1,
+            norm_num_groups=2, temporal_compression_ratio=4, scaling_factor=0.7,
+        )  # fmt: skip
+    transformer = AnyViewTransformer(in_channels=4, **{**TINY, "patch_size": (1, 2, 2)})
+    return AnyViewPipeline(transformer, FlowMatchEulerDiscreteScheduler(), model)
+
+
+def exact_velocity(x0: torch.Tensor, train_timesteps: int = 1000):
+    """A stand-in transformer that knows the clean target `x0` (B, C, F, h, w): on the straight
+    path x = (1 - sigma) x0 + sigma noise (timestep = sigma * `train_timesteps`) the velocity
+    noise - x0 is (x - x0) / sigma exactly."""
+
+    def forward(hidden_states, timestep, *conditioning, return_dict=True):
+        sigma = timestep.float().reshape(-1, 1, 1, 1, 1) / train_timesteps
+        velocity = (hidden_states.float() - x0) / sigma
+        return AnyViewTransformerOutput(sample=velocity) if return_dict else (velocity,)
+
+    return forward
+
+
+def test_sampler_lands_on_the_target_when_the_velocity_is_exact(pixel_pipe, monkeypatch):
+    """Sampling integrates the velocity training teaches (noise - x0) with the timestep scale
+    training uses: given the exact velocity, the sampler ends on x0, and the training loss of
+    that velocity is zero."""
+    cams, video = orbit(3), torch.rand(3, 3, 16, 32)
+    target = torch.rand(3, 3, 16, 32)  # the frames the target cameras should see
+    x0 = pixel_pipe.encode_video(target.transpose(0, 1)[None])
+    pixel_pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    monkeypatch.setattr(pixel_pipe.transformer, "forward", exact_velocity(x0))
+    out = sample(pixel_pipe, video, cams, cams, steps=4)
+    assert torch.allclose(out, target, atol=1e-4)
+    rays_in, rays_tgt = pixel_pipe.camera_rays(cams, cams)
+    batch = {
+        "input_video": video.transpose(0, 1)[None], "target_video": target.transpose(0, 1)[None],
+        "input_rays": rays_in[None], "target_rays": rays_tgt[None],
+    }  # fmt: skip
+    for sampling in ("uniform", "logit_normal"):
+        loss = flow_matching_loss(
+            pixel_pipe, exact_velocity(x0), batch, torch.Generator().manual_seed(0),
+            timestep_sampling=sampling, shift=3.0,
+        )  # fmt: skip
+        assert float(loss) < 1e-8
+
+
 def test_pixel_pipeline_shapes_and_target_cameras_reach_the_output(pixel_pipe):
     cams = orbit(3)
     video = torch.rand(3, 3, 16, 32)
@@ -203,21 +262,17 @@ def test_pipeline_rejects_bad_inputs_with_named_fields(pixel_pipe):
 
 
 def test_latent_pipeline_with_wan_vae_round_trips_through_save_pretrained(tmp_path):
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(
-        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-        temperal_downsample=[False, True, True], latents_mean=[0.1] * 4, latents_std=[2.0] * 4,
-    )  # fmt: skip
-    tiny = {**TINY, "patch_size": (1, 2, 2)}
-    pipe = AnyViewPipeline(
-        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
-    )
+    pipe = latent_pipeline("wan")
+    vae = pipe.vae
     assert pipe.compression == (4, 8)
     cams, video = orbit(5), torch.rand(5, 3, 16, 32)
     clip = video.transpose(0, 1)[None]
     with torch.no_grad():
         z = vae.encode(clip * 2 - 1).latent_dist.mode()
         assert torch.allclose(pipe.encode_video(clip), (z - 0.1) / 2.0, atol=1e-6)
+        # decoding undoes the normalisation: the VAE's own decoding of z
+        decoded = (vae.decode(z).sample / 2 + 0.5).clamp(0, 1)
+        assert torch.allclose(pipe.decode_latents((z - 0.1) / 2.0), decoded, atol=1e-5)
     out = sample(pipe, video, cams, cams, steps=2)
     assert out.shape == (5, 3, 16, 32)
     with pytest.raises(InputError, match="1 \\+ 4k"):
@@ -238,37 +293,39 @@ def test_novel_view_adapter_takes_any_size_and_frame_count(pixel_pipe, tmp_path)
     # Depth sets the scene scale (median 4 instead of 1): the model sees other moments.
     depth = torch.full((3, 18, 30), 4.0)
     assert not torch.equal(method(video, cams_in, cams_tgt, input_depth=depth), out)
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(
-        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-        temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
-    )  # fmt: skip
-    tiny = {**TINY, "patch_size": (1, 2, 2)}
-    latent = AnyViewPipeline(
-        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
-    )
-    out = AnyViewNovelView(latent, num_inference_steps=1)(
+    out = AnyViewNovelView(latent_pipeline("wan"), num_inference_steps=1)(
         torch.rand(3, 3, 18, 30), cams_in, cams_in
     )
     assert out.shape == (3, 3, 18, 30)
 
 
+class _ReturnsATuple:
+    """A pipeline that ignores `return_dict` (the adapter must say so, even under `python -O`)."""
+
+    compression = (1, 1)
+    transformer = SimpleNamespace(config={"patch_size": (1, 4, 4)})
+
+    def __call__(self, video, *args, **kwargs):
+        return (video,)
+
+
+def test_novel_view_adapter_raises_on_a_pipeline_without_frames():
+    cams = orbit(3)
+    with pytest.raises(TypeError, match="_ReturnsATuple returned tuple, expected AnyViewPipeline"):
+        AnyViewNovelView(_ReturnsATuple())(torch.rand(3, 3, 16, 32), cams, cams)
+
+
 def test_cogvideox_vae_latent_space():
-    torch.manual_seed(0)
-    vae = AutoencoderKLCogVideoX(
-        block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1,
-        norm_num_groups=2, temporal_compression_ratio=4, scaling_factor=0.7,
-    )  # fmt: skip
-    tiny = {**TINY, "patch_size": (1, 2, 2)}
-    pipe = AnyViewPipeline(
-        AnyViewTransformer(in_channels=4, **tiny), FlowMatchEulerDiscreteScheduler(), vae
-    )
+    pipe = latent_pipeline("cogvideox")
+    vae = pipe.vae
     assert pipe.compression == (4, 8)
     cams, video = orbit(5), torch.rand(5, 3, 16, 32)
     clip = video.transpose(0, 1)[None]
     with torch.no_grad():
         z = vae.encode(clip * 2 - 1).latent_dist.mode()
         assert torch.allclose(pipe.encode_video(clip), z * 0.7, atol=1e-6)
+        decoded = (vae.decode(z).sample / 2 + 0.5).clamp(0, 1)
+        assert torch.allclose(pipe.decode_latents(z * 0.7), decoded, atol=1e-5)
     assert sample(pipe, video, cams, cams, steps=1).shape == (5, 3, 16, 32)
 
 
@@ -300,9 +357,52 @@ def test_learned_method_runs_in_the_benchmark(tmp_path, pixel_pipe):
     assert 0 < results["overall"]["psnr"] < 60
 
 
+def test_cli_learned_gives_the_benchmark_frames(tmp_path, monkeypatch, capsys):
+    """Same input, same frames: the command conditions the model as the benchmark (and training)
+    do, with camera moves in units of the scene scale (here the input's depth, about 4)."""
+    from dreamjourney.cli import main
+    from dreamjourney.data import load_scene
+    from dreamjourney.io.video import read_video, write_video
+    from dreamjourney.pipelines.novel_view import build_method
+
+    save_scene(synth_scene(2, cameras=2, frames=3, width=32, height=32), tmp_path / "s")
+    scene = load_scene(tmp_path / "s")  # the frames as the command reads them (8-bit PNG)
+    a, b = scene.streams.values()
+    s = tmp_path / "s"
+    monkeypatch.setattr(sys, "argv", [
+        "dreamjourney", "anyview", str(s / a.name / "rgb"), "--method", "learned",
+        "--preset", "tiny", "--steps", "2", "--seed", "4", "--out", str(tmp_path / "out"),
+        "--input-cameras", str(s / a.name / "cameras.json"), "--depth", str(s / a.name / "depth.npy"),
+        "--trajectory", str(s / b.name / "cameras.json"), "--target-frame", "world",
+    ])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    method = build_method("learned", preset="tiny", num_inference_steps=2, seed=4)
+    bench = method(a.frames, a.cameras, b.cameras, input_depth=a.depth)
+    write_video(tmp_path / "bench.mp4", bench)  # the same encoder, for byte-equal frames
+    cli, _ = read_video(tmp_path / "out" / "video.mp4")
+    assert torch.equal(cli, read_video(tmp_path / "bench.mp4")[0])
+    # the scene scale is what makes them agree: the moments at scale 1 give other frames
+    unscaled = method(a.frames, a.cameras, b.cameras)
+    write_video(tmp_path / "unscaled.mp4", unscaled)
+    assert (read_video(tmp_path / "unscaled.mp4")[0] - cli).abs().mean() > 0.01
+
+
 # ----------------------------------------------------------------------------- training
 def tiny_config(tmp_path: Path, **overrides):
     return load_train_config(TINY_CONFIG, output_dir=str(tmp_path), **overrides)
+
+
+def test_training_noise_levels_follow_the_scheduler_shift():
+    """sigma = shift u / (1 + (shift - 1) u) for u uniform: P(sigma <= s) = s / (shift - (shift - 1) s),
+    the time shift the sampler's scheduler applies (more steps at high noise for shift > 1)."""
+    sigmas = sample_sigmas(200_000, "uniform", 3.0, torch.Generator().manual_seed(0))
+    assert 0 < sigmas.min() and sigmas.max() < 1
+    for s in (0.25, 0.5, 0.75, 0.9):
+        assert float((sigmas <= s).float().mean()) == pytest.approx(s / (3 - 2 * s), abs=0.005)
+    centred = sample_sigmas(200_000, "logit_normal", 1.0, torch.Generator().manual_seed(0))
+    assert float(centred.median()) == pytest.approx(0.5, abs=0.01)
 
 
 def test_clip_pairs_follow_the_domain_kind(tmp_path):
@@ -371,6 +471,80 @@ def test_resume_continues_at_the_checkpoint_step_like_an_uninterrupted_run(tmp_p
         assert torch.allclose(p, q, atol=1e-5)
 
 
+class _Trap:
+    """Unpickling this touches `path`: what an unsafe load of a planted file would do."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_resume_unpickles_nothing_it_does_not_trust(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train_anyview(tiny_config(run, steps=2, checkpoint_every=2))
+    ckpt = run / "checkpoints" / "step-0000002"
+    assert json.loads((ckpt / "trainer_state.json").read_text()) == {
+        "format": "dreamjourney.train-checkpoint/1", "step": 2, "ema_optimization_step": 2,
+    }  # fmt: skip
+    assert (ckpt / "ema.safetensors").is_file() and not list(ckpt.glob("custom_checkpoint_*"))
+    # a save cut short (no trainer_state.json) is not the latest checkpoint
+    (run / "checkpoints" / "step-0000009").mkdir()
+    sentinel = tmp_path / "unpickled"
+    trap = pickle.dumps(_Trap(sentinel))
+    pickle.loads(trap)  # the trap works ...
+    assert sentinel.exists()
+    sentinel.unlink()
+    # ... but the resume path unpickles nothing freely: accelerate reads its RNG states with
+    # weights_only=True (and carries on without them when they are refused)
+    (ckpt / "random_states_0.pkl").write_bytes(trap)
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    resumed = train_anyview(tiny_config(run, steps=3, checkpoint_every=3, resume="latest"))
+    assert resumed.resumed_from == ckpt and resumed.step == 3
+    assert calls and set(calls) == {True}, calls
+    assert not sentinel.exists()
+    # a trap where a state is needed, or a pickle of an object we no longer register, is refused
+    for name, refusal in [("optimizer.bin", "[Ww]eights only"), ("custom_checkpoint_0.pkl", "")]:
+        planted = ckpt / name
+        kept = planted.read_bytes() if planted.exists() else None
+        planted.write_bytes(trap)
+        with pytest.raises(
+            InputError, match=rf"step-0000002: cannot load the checkpoint: {refusal}"
+        ):
+            train_anyview(tiny_config(run, steps=4, resume=str(ckpt)))
+        assert not sentinel.exists()
+        if kept is None:
+            planted.unlink()
+        else:
+            planted.write_bytes(kept)
+
+
+def test_resume_refuses_a_directory_that_is_not_our_checkpoint(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "optimizer.bin").write_bytes(b"anything")
+    with pytest.raises(
+        InputError, match=r"foreign: not a dreamjourney training checkpoint \(trainer_state.json"
+    ):
+        train_anyview(tiny_config(tmp_path / "run", resume=str(foreign)))
+    (foreign / "trainer_state.json").write_text(json.dumps({"format": "other/1", "step": 3}))
+    with pytest.raises(InputError, match=r"trainer_state.json \[format\]: expected 'dreamjourney"):
+        train_anyview(tiny_config(tmp_path / "run", resume=str(foreign)))
+    state = {"format": "dreamjourney.train-checkpoint/1", "step": -3}
+    (foreign / "trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(InputError, match=r"\[step\]: must be a step count, got -3"):
+        train_anyview(tiny_config(tmp_path / "run", resume=str(foreign)))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 def test_config_formats_agree_and_errors_name_the_field(tmp_path):
     import tomllib
     import yaml
@@ -424,11 +598,7 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path):
 
 
 def test_latent_space_training_from_a_pretrained_wan(tmp_path):
-    torch.manual_seed(0)
-    AutoencoderKLWan(
-        base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-        temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
-    ).save_pretrained(tmp_path / "vae")  # fmt: skip
+    latent_pipeline("wan").vae.save_pretrained(tmp_path / "vae")
     for channels in (4, 8):
         WanTransformer3DModel(
             patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
@@ -451,6 +621,30 @@ def test_latent_space_training_from_a_pretrained_wan(tmp_path):
     odd = tiny_config(tmp_path / "odd", frames=4, width=32, height=32, model=model)
     with pytest.raises(InputError, match=r"config.*4 frames; the model needs 1 \+ 4k"):
         train_anyview(odd)
+
+
+@pytest.mark.parametrize(
+    ("model", "option"),
+    [
+        ({"pretrained_wan": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "pretrained_subfolder": "transformer"},
+         "[model] pretrained_wan"),
+        ({"vae": {"kind": "wan", "path": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "subfolder": "vae"}},
+         "[model.vae] path"),
+    ],
+)  # fmt: skip
+def test_training_finds_weights_offline_or_says_where_to_put_them(
+    tmp_path, monkeypatch, model, option
+):
+    """Training resolves pretrained weights like every backend: local directory or the local
+    hub cache, never a download at run time."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(MissingWeightsError) as info:
+        train_anyview(tiny_config(tmp_path / "run", model=model))
+    message = str(info.value)
+    assert "'Wan-AI/Wan2.1-T2V-1.3B-Diffusers' not found" in message
+    assert str(tmp_path / "hub") in message and f"`{option} = " in message
 
 
 def test_cli_trains_from_scene_folders(tmp_path):

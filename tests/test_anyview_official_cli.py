@@ -1,9 +1,9 @@
 """`dreamjourney anyview --method anyview`, `models convert-anyview` and `eval bench` on an
 AnyViewBench root, end to end on the CPU with a fake release."""
 
+import functools
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -22,6 +22,7 @@ from dreamjourney.io.video import read_video, write_video
 from dreamjourney.models.weights import MemoryOptions
 from dreamjourney.pipelines.anyview_official import load_anyview_official
 from dreamjourney.pipelines.novel_view import build_method
+from helpers import run_main
 
 FAST = ["--steps", "2", "--resolution", "32", "--dtype", "float32"]
 
@@ -29,20 +30,7 @@ FAST = ["--steps", "2", "--resolution", "32", "--dtype", "float32"]
 @pytest.fixture
 def run(capsys, monkeypatch):
     """Run `dreamjourney ARGS` in this process through `main()`: (exit code, stdout, stderr)."""
-    from dreamjourney.cli import main
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["dreamjourney", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+    return functools.partial(run_main, monkeypatch, capsys)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from dreamjourney.cli import main
 from dreamjourney.errors import InputError
 from dreamjourney.io.video import write_video
 from dreamjourney.models import registry
+from helpers import run_main
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 W, H = 64, 48
@@ -59,19 +60,6 @@ def single(*argv: str) -> None:
             main()
         except SystemExit as exc:
             assert not exc.code, f"dreamjourney {' '.join(argv)} exited with {exc.code}"
-
-
-def batch_main(capsys, *args: str) -> tuple[int, str, str]:
-    """`dreamjourney batch *args` in this process -> (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    with mock.patch.object(sys, "argv", ["dreamjourney", "batch", *args]):
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def option_args(options: dict) -> list[str]:
@@ -341,10 +329,12 @@ def test_cli_bad_options_one_line_exit_2(tmp_path, capsys, args, message):
     assert not (tmp_path / "o").exists()
 
 
-def test_without_ray_the_batch_says_how_to_get_it_and_writes_nothing(tmp_path, capsys):
+def test_without_ray_the_batch_says_how_to_get_it_and_writes_nothing(tmp_path, monkeypatch, capsys):
     photo(tmp_path / "p.png", 0)
     with mock.patch.dict(sys.modules, {"ray": None}):
-        code, stdout, stderr = batch_main(capsys, str(tmp_path), "-o", str(tmp_path / "out"))
+        code, stdout, stderr = run_main(
+            monkeypatch, capsys, "batch", str(tmp_path), "-o", str(tmp_path / "out")
+        )
     assert code == 2 and stdout == ""
     assert " ".join(stderr.split()) == (
         "error: dreamjourney batch: needs Ray: pip install 'dreamjourney[cluster]'"
@@ -355,7 +345,7 @@ def test_without_ray_the_batch_says_how_to_get_it_and_writes_nothing(tmp_path, c
 
 # ----------------------------------------------------------------------------- on Ray
 def test_batch_outputs_match_single_commands_and_a_rerun_does_no_work(
-    local_ray, inputs, tmp_path, capsys
+    local_ray, inputs, tmp_path, monkeypatch, capsys
 ):
     folder, refs = inputs
     jobs = load_jobs(
@@ -385,17 +375,21 @@ def test_batch_outputs_match_single_commands_and_a_rerun_does_no_work(
     # the command, with the same options from flags
     sets = ["journey.frames=3", "journey.segments=2", "anyview.frames=4"]
     argv = [str(folder), "-o", str(out), "-t", "pan-right", "--seed", "5"]
-    code, stdout, stderr = batch_main(capsys, *argv, *(a for s in sets for a in ("--set", s)))
+    code, stdout, stderr = run_main(
+        monkeypatch, capsys, "batch", *argv, *(a for s in sets for a in ("--set", s))
+    )
     assert code == 0, stderr
     assert stderr == "7 of 7 jobs already done\n"
     assert stdout == f"7 of 7 jobs done: {out / 'batch.json'}\n"
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_gpus_asked_of_a_cluster_without_gpus_one_line_exit_2(local_ray, tmp_path, capsys):
+def test_gpus_asked_of_a_cluster_without_gpus_one_line_exit_2(
+    local_ray, tmp_path, monkeypatch, capsys
+):
     photo(tmp_path / "p.png", 0)
     args = [str(tmp_path), "-o", str(tmp_path / "o"), "--gpus-per-worker", "0.5"]
-    code, stdout, stderr = batch_main(capsys, *args)
+    code, stdout, stderr = run_main(monkeypatch, capsys, "batch", *args)
     assert (code, stdout) == (2, "")
     assert " ".join(stderr.split()) == (
         "error: --gpus-per-worker: the Ray cluster has no GPUs; "
@@ -405,7 +399,7 @@ def test_gpus_asked_of_a_cluster_without_gpus_one_line_exit_2(local_ray, tmp_pat
 
 
 def test_killed_worker_resumes_its_job_and_a_corrupt_photo_fails_alone(
-    local_ray, inputs, tmp_path, capsys
+    local_ray, inputs, tmp_path, monkeypatch, capsys
 ):
     folder, refs = inputs
     bad = tmp_path / "corrupt.png"
@@ -466,7 +460,7 @@ def test_killed_worker_resumes_its_job_and_a_corrupt_photo_fails_alone(
 
     # a rerun runs the failed job again, and only that one
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    code, stdout, stderr = batch_main(capsys, str(jobs_file), "-o", str(out), "-t", "pan-right", "--seed", "5", "--set", "journey.frames=3", "--set", "journey.segments=2")  # fmt: skip
+    code, stdout, stderr = run_main(monkeypatch, capsys, "batch", str(jobs_file), "-o", str(out), "-t", "pan-right", "--seed", "5", "--set", "journey.frames=3", "--set", "journey.segments=2")  # fmt: skip
     assert code == 1
     assert "3 of 4 jobs already done" in stderr and "1 job(s) failed" in stderr
     assert f"corrupt failed: {bad.resolve()}: cannot read image" in " ".join(stderr.split())

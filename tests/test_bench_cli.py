@@ -1,5 +1,6 @@
 """`dreamjourney data synth`, `dreamjourney eval PRED GT` and `eval bench` end to end."""
 
+import functools
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from dreamjourney.eval.metrics import psnr
 from dreamjourney.eval.warp import forward_warp
 from dreamjourney.io.video import read_video
 from dreamjourney.pipelines.novel_view import METHODS, build_method, register_method
+from helpers import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,20 +37,7 @@ def cli(*args):
 @pytest.fixture
 def run(capsys, monkeypatch):
     """Run `dreamjourney ARGS` in this process through `main()`: (exit code, stdout, stderr)."""
-    from dreamjourney.cli import main
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["dreamjourney", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+    return functools.partial(run_main, monkeypatch, capsys)
 
 
 @pytest.fixture(scope="module")

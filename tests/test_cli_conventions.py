@@ -12,23 +12,13 @@ import pytest
 import torch
 import typer
 
-from dreamjourney.cli import app, main
+from dreamjourney.cli import app
 from dreamjourney.io.atomic import atomic_write_text
 from dreamjourney.io.clips import load_clip
 from dreamjourney.io.images import save_image
+from helpers import run_main
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dreamjourney", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _commands(group, prefix=()):
@@ -82,7 +72,7 @@ def test_help_and_version_load_no_torch():
 
 
 def test_models_prints_whole_model_ids_into_a_pipe(monkeypatch, capsys):
-    code, out, _ = run(monkeypatch, capsys, "models")
+    code, out, _ = run_main(monkeypatch, capsys, "models")
     assert code == 0
     for model in (
         "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
@@ -102,7 +92,7 @@ def test_out_that_is_a_file_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
         ["trajectory", "make", "forward", "-o", str(taken / "path.json")],  # a file's child
         ["data", "synth", "-o", str(taken), "--size", "16x16", "--frames", "1"],
     ):
-        code, _, err = run(monkeypatch, capsys, *args)
+        code, _, err = run_main(monkeypatch, capsys, *args)
         assert code == 2, args
         assert err.startswith("error:") and err.strip().count("\n") == 0, err
         assert "taken" in err and "Traceback" not in err
@@ -122,7 +112,7 @@ def test_os_errors_while_writing_are_one_line_and_leave_nothing(
         raise error
 
     monkeypatch.setattr("dreamjourney.io.atomic.os.fsync", fail)
-    code, _, err = run(monkeypatch, capsys, "trajectory", "make", "forward", "-o",
+    code, _, err = run_main(monkeypatch, capsys, "trajectory", "make", "forward", "-o",
                        str(tmp_path / "path.json"))  # fmt: skip
     assert code == 2
     assert err.strip() == f"error: {tmp_path / 'path.json'}: {words}"
@@ -162,13 +152,13 @@ def test_size_applies_before_the_frames_are_compared(tmp_path):
 def test_render_caps_its_size_and_logs_the_stored_video_size(tmp_path, monkeypatch, capsys):
     big = tmp_path / "big.png"
     save_image(big, torch.rand(3, 750, 1000))
-    code, out, err = run(monkeypatch, capsys, "render", str(big), "-t", "forward", "-n", "2",
+    code, out, err = run_main(monkeypatch, capsys, "render", str(big), "-t", "forward", "-n", "2",
                          "-o", str(tmp_path / "a"), "-q")  # fmt: skip
     assert code == 0, err
     assert "2 frames (512x384)" in out
     from dreamjourney.io.video import read_video
 
-    code, out, err = run(monkeypatch, capsys, "render", str(big), "-t", "forward", "-n", "2",
+    code, out, err = run_main(monkeypatch, capsys, "render", str(big), "-t", "forward", "-n", "2",
                          "--size", "33x25", "-o", str(tmp_path / "b"), "-q")  # fmt: skip
     assert code == 0, err
     assert "2 frames (33x25) (render.mp4 34x26: H.264 needs even sides)" in out

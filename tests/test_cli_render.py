@@ -81,11 +81,18 @@ def test_render_without_depth_uses_the_heuristic(inputs):
 
 
 @pytest.mark.parametrize(
-    "case",
-    ["unreadable image", "depth of the wrong shape", "NaN depth", "inf depth", "negative depth",
-     "empty trajectory", "zero frames"],
+    ("case", "message"),
+    [
+        ("unreadable image", "broken.png: cannot read image (UnidentifiedImageError"),
+        ("depth of the wrong shape", "bad.npy [--depth]: depth has shape (40, 47), expected (40, 48)"),
+        ("NaN depth", "bad.npy [--depth]: depth has 1 NaN/inf values"),
+        ("inf depth", "bad.npy [--depth]: depth has 1 NaN/inf values"),
+        ("negative depth", "bad.npy [--depth]: depth has 1 negative values"),
+        ("empty trajectory", "empty.json [frames]: must be a non-empty list"),
+        ("zero frames", "--frames: must be at least 1, got 0"),
+    ],
 )  # fmt: skip
-def test_bad_input_is_one_line_exit_2(inputs, case, monkeypatch, capsys):
+def test_bad_input_is_one_line_exit_2(inputs, case, message, monkeypatch, capsys):
     args = ["photo.png", "--depth", "bad.npy", "--trajectory", "path.json", "--out", "out"]
     depth = np.full((H, W), 2.0, dtype=np.float32)
     if case == "unreadable image":
@@ -113,7 +120,8 @@ def test_bad_input_is_one_line_exit_2(inputs, case, monkeypatch, capsys):
         main()
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2
-    assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
+    assert err.startswith(f"error: {message}"), err
+    assert "\n" not in err and "Traceback" not in err
     assert not (inputs / "out").exists()  # nothing was started
 
 

@@ -62,27 +62,30 @@ def native_file(c2w) -> str:
     )
 
 
+REFLECTION = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, -1, 0], [0, 0, 0, 1]]
+
+
 @pytest.mark.parametrize(
-    ("text", "field"),
+    ("text", "field", "message"),
     [
-        (native_file([[1, 0, 0], [0, 1, 0], [0, 0, 1]]), "frames[0].c2w"),  # wrong shape
-        (
-            native_file([[1, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]),
-            "frames[0].c2w",
-        ),  # not orthonormal
-        (native_file(NAN_POSE), "frames[0].c2w"),
-        (native_file(None), "frames"),  # zero frames
-        (json.dumps({"format": "dreamjourney.cameras/9"}), "format"),
+        (native_file([[1, 0, 0], [0, 1, 0], [0, 0, 1]]), "frames[0].c2w", "must be 4x4, got shape (3, 3)"),
+        (native_file([[1, 0, 0, 0], [0, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]), "frames[0].c2w",
+         "rotation is not orthonormal (max |R^T R - I| = 0.75)"),
+        (native_file(NAN_POSE), "frames[0].c2w", "contains NaN or infinite values"),
+        (native_file(REFLECTION), "frames[0].c2w", "rotation is a reflection (det < 0)"),
+        (native_file(None), "frames", "must be a non-empty list"),
+        (json.dumps({"format": "dreamjourney.cameras/9"}), "format",
+         "unknown camera format 'dreamjourney.cameras/9'"),
     ],
-)
-def test_cli_bad_file_keeps_existing_output(tmp_path, monkeypatch, capsys, text, field):
+)  # fmt: skip
+def test_cli_bad_file_keeps_existing_output(tmp_path, monkeypatch, capsys, text, field, message):
     bad = tmp_path / "bad.json"
     bad.write_text(text)
     out = tmp_path / "out.json"
     out.write_text("precious")
     code, _, err = cli(monkeypatch, capsys, "trajectory", "convert", str(bad), str(out))
-    assert code == 2 and err.startswith(f"error: {bad} [{field}]: ")
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert code == 2 and err.strip() == f"error: {bad} [{field}]: {message}"
+    assert "Traceback" not in err
     assert out.read_text() == "precious"
 
 

@@ -277,3 +277,16 @@ def test_save_refuses_non_empty_folder_and_keeps_it(scene, tmp_path):
 def test_load_any_scene_rejects_unknown_folder(tmp_path):
     with pytest.raises(InputError, match=r"not a scene: expected scene\.json"):
         load_any_scene(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("layout", "meta"), [("native", "scene.json"), ("anyview", "metadata.json")]
+)
+def test_metadata_that_is_not_a_json_object_names_the_file(scene, tmp_path, layout, meta):
+    save_scene(scene, tmp_path / "s", layout=layout)
+    (tmp_path / "s" / meta).write_text('["a", "list"]')
+    with pytest.raises(InputError, match=rf"s/{meta}: must be a JSON object$"):
+        load_any_scene(tmp_path / "s")
+    (tmp_path / "s" / meta).write_text('{"cameras": [')
+    with pytest.raises(InputError, match=rf"s/{meta}: not valid JSON"):
+        load_any_scene(tmp_path / "s")

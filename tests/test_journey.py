@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
+from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.trajectories import make_trajectory
-from dreamjourney.cli import main
 from dreamjourney.errors import InputError
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord
 from dreamjourney.io.video import read_video
@@ -30,6 +30,8 @@ from dreamjourney.pipelines.journey import (
     fit_image,
     segment_seed,
 )
+from dreamjourney.scene import World
+from helpers import run_main, small_journey_config
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 64, 48
@@ -62,18 +64,6 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "dreamjourney", "journey", *args]
 
 
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["dreamjourney", "journey", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def tree_hashes(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -82,26 +72,13 @@ def tree_hashes(folder: Path) -> dict[str, str]:
     }
 
 
-def small_config(**overrides) -> JourneyConfig:
-    values = dict(
-        trajectory="pan-right",
-        width=W,
-        height=H,
-        frames_per_segment=5,
-        motion_frames=3,
-        lift_stride=2,
-    )
-    values.update(overrides)
-    return JourneyConfig(**values)
-
-
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.parametrize(("preset", "frames"), [("offline", 3), ("tiny", 5)])
 def test_end_to_end_outputs_agree(tmp_path, preset, frames):
     image = photo(tmp_path / "photo.png")
     pipe = JourneyPipeline.from_preset(preset)
     # sideways: every segment reveals new ground; Wan models take 4k+1 frames
-    config = small_config(trajectory="pan-right", frames_per_segment=frames)
+    config = small_journey_config(trajectory="pan-right", frames_per_segment=frames)
     result = pipe(image, tmp_path / "run", config=config, num_segments=2, seed=3)
     run = result.run
     manifest = json.loads(run.manifest_path.read_text())
@@ -179,7 +156,7 @@ def test_trajectory_file_is_cut_into_segments(tmp_path):
     path_cams = Cameras.create(c2w, width=W, height=H, fov_deg=55.0)
     save_cameras(path_cams, tmp_path / "path.json", format="native")
     pipe = JourneyPipeline.from_preset("offline")
-    config = small_config(
+    config = small_journey_config(
         trajectory=str(tmp_path / "path.json"), frames_per_segment=3, motion=False, path_scale=1.0
     )
     result = pipe(image, tmp_path / "run", config=config)
@@ -197,7 +174,7 @@ def test_trajectory_file_is_cut_into_segments(tmp_path):
 def test_finished_run_is_reported_complete_and_extends(tmp_path):
     image = photo(tmp_path / "photo.png")
     pipe = JourneyPipeline.from_preset("offline")
-    config = small_config(frames_per_segment=2, motion=False)
+    config = small_journey_config(frames_per_segment=2, motion=False)
     first = pipe(image, tmp_path / "run", config=config, num_segments=1)
     before = tree_hashes(first.run.root / "segments")
     again = pipe(image, tmp_path / "run", config=config)
@@ -216,7 +193,7 @@ def test_other_image_modes_are_handled(tmp_path, mode):
     result = pipe(
         image,
         tmp_path / "run",
-        config=small_config(frames_per_segment=2, motion=False),
+        config=small_journey_config(frames_per_segment=2, motion=False),
         num_segments=1,
     )
     frames, _ = read_video(result.video)
@@ -324,7 +301,7 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path, monkeypatch, capsys):
         ([str(good), "--out", out, "--frames", "0"], "--frames"),
     ]
     for args, message in cases:
-        code, _, stderr = run_main(monkeypatch, capsys, *args)
+        code, _, stderr = run_main(monkeypatch, capsys, "journey", *args)
         assert code == 2, (args, stderr)
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], stderr
@@ -366,17 +343,17 @@ def test_sigkill_mid_segment_then_resume_gives_the_same_frames(tmp_path, monkeyp
     assert [s["status"] for s in manifest["segments"]] == ["done"], "not killed mid-segment 1"
     finished = tree_hashes(killed / "segments" / "0000")
 
-    code, _, err = run_main(monkeypatch, capsys, str(image), "--out", str(killed), *args)
+    code, _, err = run_main(monkeypatch, capsys, "journey", str(image), "--out", str(killed), *args)
     assert code == 2 and "--resume" in err
     # what a SIGKILL during an atomic write leaves behind; resuming clears it
     leftover = killed / "segments" / "0001" / ".completed.k1ll3d.tmp.mp4"
     leftover.write_bytes(b"partial")
     code, _, err = run_main(
-        monkeypatch, capsys, str(image), "--out", str(killed), *args, "--resume"
+        monkeypatch, capsys, "journey", str(image), "--out", str(killed), *args, "--resume"
     )
     assert code == 0, err
     whole = tmp_path / "whole"
-    assert run_main(monkeypatch, capsys, str(image), "--out", str(whole), *args)[0] == 0
+    assert run_main(monkeypatch, capsys, "journey", str(image), "--out", str(whole), *args)[0] == 0
 
     assert tree_hashes(killed / "segments" / "0000") == finished
     assert not list(killed.rglob("*.tmp*"))
@@ -385,6 +362,49 @@ def test_sigkill_mid_segment_then_resume_gives_the_same_frames(tmp_path, monkeyp
     assert (killed / "video.mp4").read_bytes() == (whole / "video.mp4").read_bytes()
     assert (killed / "cameras.json").read_bytes() == (whole / "cameras.json").read_bytes()
     assert sorted(p.name for p in (killed / "state").iterdir()) == ["world_0003.npz"]
+
+
+def _wall_ahead(size: int) -> tuple[Cameras, World, JourneyPipeline]:
+    """A `size`x`size` camera at the origin looking down +z, a world that is one wall 2 units
+    ahead of it, and the offline preset's pipeline with a scene scale of 10."""
+    camera = Cameras.create(torch.eye(4), width=size, height=size, fov_deg=60.0)
+    world = World()
+    world.add_frame(
+        torch.rand(3, size, size), torch.full((size, size), 2.0), camera, new_only=False
+    )
+    pipe = JourneyPipeline.from_preset("offline")
+    pipe._scene_scale = 10.0
+    return camera, world, pipe
+
+
+def test_forward_segments_never_enter_the_nearest_surface():
+    # a world that is one wall 2 units ahead; the preset would fly 5 units per segment
+    size = 48
+    camera, world, pipe = _wall_ahead(size)
+    config = JourneyConfig(trajectory="forward", frames_per_segment=8, width=size, height=size)
+    start = camera.with_times([0.0])
+    for index in range(3):
+        cameras = pipe._segment_cameras(index, config, start, None, 0, world)
+        ahead = cameras.centers[:, 2]
+        # each segment goes at most half way to the wall it sees, so none reaches it
+        assert (
+            float(ahead.max())
+            <= float(start.centers[0, 2]) + 0.5 * (2.0 - float(start.centers[0, 2])) + 1e-4
+        )
+        start = cameras[-1]
+    assert float(start.centers[0, 2]) < 2.0
+
+
+@pytest.mark.parametrize("trajectory", ["orbit", "arc-left", "pan-left"])
+def test_paths_that_do_not_fly_ahead_keep_their_shape_beside_a_near_wall(trajectory):
+    # the same wall: an orbit about the point at scene depth passes behind it, and stays an orbit
+    size = 48
+    camera, world, pipe = _wall_ahead(size)
+    config = JourneyConfig(trajectory=trajectory, frames_per_segment=8, width=size, height=size)
+    start = camera.with_times([0.0])
+    cameras = pipe._segment_cameras(0, config, start, None, 0, world)
+    preset = make_trajectory(trajectory, 9, scene_scale=10.0, start=start)[1:]
+    assert torch.allclose(cameras.c2w, preset.c2w)
 
 
 # ----------------------------------------------------------------------------- camera files
@@ -397,7 +417,9 @@ def test_a_camera_file_that_leaves_the_scene_warns(tmp_path):
     c2w[:, 2, 3] = torch.linspace(0, 3, 4)  # straight ahead, 1 unit a frame
     save_cameras(Cameras.create(c2w, width=W, height=H, fov_deg=55.0), tmp_path / "p.json")
     pipe = JourneyPipeline.from_preset("offline")
-    config = small_config(trajectory=str(tmp_path / "p.json"), frames_per_segment=3, motion=False)
+    config = small_journey_config(
+        trajectory=str(tmp_path / "p.json"), frames_per_segment=3, motion=False
+    )
     far = dataclasses.replace(config, path_scale=1000.0)
     with pytest.warns(InputWarning, match=r"3 of 3 rendered frames were >= 95% holes"):
         left = pipe(image, tmp_path / "far", config=far)
@@ -429,7 +451,7 @@ def test_aligned_depth_is_clamped_to_a_plausible_range(tmp_path):
 
     pipe = JourneyPipeline.from_preset("offline")
     pipe.backends.depth = WildDepth()
-    config = small_config(trajectory="pan-right", frames_per_segment=3, motion=False)
+    config = small_journey_config(trajectory="pan-right", frames_per_segment=3, motion=False)
     result = pipe(photo(tmp_path / "photo.png"), tmp_path / "run", config=config, num_segments=1)
     world = World.load(result.run.world_state_path(1))
     assert result.run.manifest.segments[0].points_added > 0
@@ -441,7 +463,7 @@ def test_two_runs_in_one_process_write_the_same_bytes(tmp_path):
     """x264 must encode the same frames to the same bitstream every time (see x264_options)."""
     image = photo(tmp_path / "photo.png")
     pipe = JourneyPipeline.from_preset("offline")
-    config = small_config(frames_per_segment=4)
+    config = small_journey_config(frames_per_segment=4)
     for name in ("a", "b"):
         pipe(image, tmp_path / name, config=config, num_segments=2, seed=5)
     a = {k: v for k, v in tree_hashes(tmp_path / "a").items() if k.endswith(".mp4")}

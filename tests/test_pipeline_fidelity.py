@@ -22,6 +22,7 @@ from dreamjourney.models.registry import build_backends
 from dreamjourney.pipelines.anyview_geometry import temporally_consistent_depth
 from dreamjourney.pipelines.journey import JourneyConfig, JourneyPipeline, fit_image
 from dreamjourney.scene import align_depth
+from helpers import small_journey_config
 
 W, H = 64, 48
 
@@ -37,16 +38,8 @@ def _photo(path: Path) -> Path:
 
 
 def _config(**overrides) -> JourneyConfig:
-    values = dict(
-        trajectory="pan-right",
-        width=W,
-        height=H,
-        frames_per_segment=3,
-        motion_frames=2,
-        lift_stride=2,
-    )
-    values.update(overrides)
-    return JourneyConfig(**values)
+    """`small_journey_config` with 3 frames a segment, 2 of them moving."""
+    return small_journey_config(**{"frames_per_segment": 3, "motion_frames": 2, **overrides})
 
 
 class _RecordingCompleter:

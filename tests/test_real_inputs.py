@@ -4,7 +4,6 @@ scene, distortion and blank renders warn, DyCheck scenes are recognised, z-up pa
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,11 @@ from PIL import Image
 
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import detect_format, load_cameras
-from dreamjourney.cli import main
 from dreamjourney.data import detect_layout, load_any_scene
 from dreamjourney.errors import InputError, InputWarning
 from dreamjourney.io.images import fit_image, load_image, save_image
 from dreamjourney.io.plots import axis_label, parse_up, up_axis
+from helpers import run_main
 
 REAL = Path(__file__).resolve().parent / "data" / "real"
 FILES = {
@@ -29,17 +28,6 @@ FILES = {
     "blender": REAL / "lego" / "transforms_train.json",
 }
 W, H = 64, 48
-
-
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["dreamjourney", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +47,7 @@ def test_every_format_renders_the_photo_at_frame_0_and_stays_in_the_scene(
     name, photo, tmp_path, monkeypatch, capsys
 ):
     out = tmp_path / "out"
-    code, _, err = run(
+    code, _, err = run_main(
         monkeypatch, capsys, "render", str(photo), "-t", str(FILES[name]), "-o", str(out),
         "--size", f"{W}x{H}", "-q",
     )  # fmt: skip
@@ -118,7 +106,7 @@ def test_simple_radial_distortion_warns_and_zero_distortion_does_not(tmp_path, r
 
 
 def test_distortion_warning_is_one_cli_line(tmp_path, monkeypatch, capsys):
-    code, _, err = run(
+    code, _, err = run_main(
         monkeypatch, capsys, "trajectory", "convert", str(FILES["colmap"]),
         str(tmp_path / "cameras.json"),
     )  # fmt: skip
@@ -177,7 +165,7 @@ def test_z_up_orbit_previews_as_a_circle_from_above(tmp_path, monkeypatch, capsy
     assert extent.min() > 0.8 * extent.max()  # a circle, not the line the y-up view drew
     height = np.ptp(_plane(cameras.centers.double().numpy(), side)[:, 1])
     assert height < 0.5 * extent.max()
-    code, out, _ = run(monkeypatch, capsys, "trajectory", "preview", str(FILES["nerfstudio"]),
+    code, out, _ = run_main(monkeypatch, capsys, "trajectory", "preview", str(FILES["nerfstudio"]),
                        "-o", str(tmp_path / "p.png"))  # fmt: skip
     assert code == 0 and "up = +z, from the cameras" in out
     assert parse_up("-y") == (1, -1.0) and parse_up("z") == (2, 1.0)
@@ -210,7 +198,7 @@ def test_journey_flies_a_real_file_from_the_photo_and_keeps_its_scale_on_resume(
 
 
 def test_a_path_scaled_out_of_the_scene_warns(photo, tmp_path, monkeypatch, capsys):
-    code, _, err = run(
+    code, _, err = run_main(
         monkeypatch, capsys, "render", str(photo), "-t", str(FILES["nerfstudio"]), "-o",
         str(tmp_path / "out"), "--size", f"{W}x{H}", "--path-scale", "1000", "-q",
     )  # fmt: skip
@@ -223,7 +211,7 @@ def test_a_path_scaled_out_of_the_scene_warns(photo, tmp_path, monkeypatch, caps
 def test_anyview_resamples_a_real_target_file_and_keeps_its_aspect(tmp_path, monkeypatch, capsys):
     for i in range(3):  # a 3-frame 64x48 clip at 24 fps: 0.083 s
         save_image(tmp_path / "rgb" / f"{i:03d}.png", torch.rand(3, H, W))
-    code, _, err = run(
+    code, _, err = run_main(
         monkeypatch, capsys, "anyview", str(tmp_path / "rgb"), "-t", str(FILES["nerfstudio"]),
         "-o", str(tmp_path / "out"), "-q",
     )  # fmt: skip

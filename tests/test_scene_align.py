@@ -1,10 +1,19 @@
 """Robust depth alignment and the heuristic pop-up depth."""
 
+import numpy as np
 import pytest
 import torch
 
 from dreamjourney.camera import Cameras, look_at
 from dreamjourney.scene import align_depth, heuristic_depth
+from dreamjourney.scene.heuristic_depth import (
+    CLOSE_UP_RANGE,
+    GROUND,
+    SKY,
+    VERTICAL,
+    pop_up,
+    superpixels,
+)
 
 
 def noisy_pair(space, outlier_share=0.2, seed=0):
@@ -33,6 +42,20 @@ def test_recovers_scale_and_shift_with_20_percent_outliers(space, scale, shift):
     clean = 2.5 * pred + 0.7 if space == "depth" else 1.0 / (0.5 / pred + 0.1)
     assert torch.allclose(fit.aligned, clean, rtol=0.01)
     assert 0 < fit.residual < 0.02
+
+
+def test_max_samples_fits_on_an_even_subset_with_the_same_result():
+    pred, target, _ = noisy_pair("depth")
+    mask = torch.ones_like(pred, dtype=torch.bool)
+    mask[:, :8] = False
+    fit = align_depth(pred, target, mask, max_samples=500)
+    # 3584 usable pixels, every 8th: 448 samples, about 20% of them outliers
+    assert 330 <= int(fit.inliers.sum()) <= 448
+    assert not fit.inliers[:, :8].any()
+    assert fit.inliers[:32].any() and fit.inliers[32:].any()  # spread over the frame
+    assert fit.scale == pytest.approx(2.5, rel=2e-2)
+    assert fit.shift == pytest.approx(0.7, abs=2e-2)
+    assert (fit.aligned > 0).all()  # every pixel is aligned, not only the samples
 
 
 def test_only_masked_valid_pixels_are_used():
@@ -79,9 +102,11 @@ def test_heuristic_depth_pops_up_ground_sky_and_a_standing_box():
 
 
 def test_heuristic_horizon_follows_camera_pitch():
+    # a landscape: blue sky in the top rows, even grey ground below
     img = torch.full((3, 64, 64), 0.5) + 0.02 * torch.rand(
         3, 64, 64, generator=torch.Generator().manual_seed(1)
     )
+    img[:, :10] = torch.tensor([0.4, 0.6, 0.95])[:, None, None]
     level = Cameras.create(torch.eye(4), width=64, height=64, fov_deg=60)
     down = Cameras.create(
         look_at(torch.zeros(3), torch.tensor([0.0, 0.3, 1.0])), width=64, height=64, fov_deg=60
@@ -89,3 +114,71 @@ def test_heuristic_horizon_follows_camera_pitch():
     d_level, d_down = heuristic_depth(img, level), heuristic_depth(img, down)
     # looking down, the horizon moves up the image: a row above the level horizon is ground
     assert d_down[28, 32] / d_down[63, 32] < 0.5 * d_level[28, 32] / d_level[63, 32]
+
+
+def landscape(h=96, w=128):
+    """Blue sky with a white cloud and a sun, textured green ground, a red box on the ground."""
+    g = torch.Generator().manual_seed(0)
+    img = torch.zeros(3, h, w)
+    img[:] = torch.tensor([0.35, 0.55, 0.95])[:, None, None]
+    img[:, 8:16, 20:50] = 0.97  # a cloud, inside the sky
+    img[:, 6:12, 100:106] = torch.tensor([1.0, 0.95, 0.7])[:, None, None]  # the sun
+    img[:, h // 2 :] = torch.tensor([0.3, 0.55, 0.2])[:, None, None] + 0.08 * torch.rand(
+        1, h - h // 2, w, generator=g
+    )
+    img[:, 30:70, 50:80] = torch.tensor([0.8, 0.2, 0.15])[:, None, None]  # stands on row 69
+    return img
+
+
+def test_pop_up_labels_a_landscape_and_orders_its_depth():
+    img = landscape()
+    cam = Cameras.create(torch.eye(4), width=128, height=96, fov_deg=60)
+    scene = pop_up(img, cam)
+    assert scene.landscape
+    labels, d = scene.labels, scene.depth
+    assert (labels[:6] == SKY).mean() > 0.95
+    # the cloud and the sun stay sky (holes in the sky mask are closed)
+    assert (labels[9:15, 22:48] == SKY).all() and (labels[7:11, 101:105] == SKY).all()
+    assert (labels[75:, :40] == GROUND).mean() > 0.95 and (labels[75:, 90:] == GROUND).mean() > 0.95
+    assert (labels[35:65, 55:75] == VERTICAL).all()
+    # depth order: sky beyond the box, the box beyond the ground in front of it; the box
+    # stands upright at the depth of the ground at its foot
+    sky, box = float(np.median(d[:6])), d[35:65, 55:75]
+    front = float(np.median(d[85:, 55:75]))
+    foot = float(np.median(d[71:73, 20:40]))
+    assert sky > 5 * box.max() and box.min() > 1.5 * front
+    assert box.max() < 1.3 * foot and box.min() > 0.75 * foot
+    # the ground comes nearer downwards
+    column = d[55:, 10]
+    assert (column[1:] <= column[:-1] + 1e-4).all() and column[0] > 3 * column[-1]
+
+
+def test_pop_up_gives_a_close_up_a_smooth_capped_depth():
+    # no sky: a sharp, textured subject in the middle of a blurred, smooth background
+    g = torch.Generator().manual_seed(2)
+    h, w = 96, 128
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    img = torch.stack([0.6 + 0.1 * xx, 0.45 + 0.1 * yy, 0.4 + 0.0 * xx])
+    subject = ((yy - 0.55) ** 2 + (xx - 0.5) ** 2) < 0.05
+    texture = 0.3 * torch.rand(3, h, w, generator=g)
+    img = torch.where(subject, 0.3 + texture, img)
+    cam = Cameras.create(torch.eye(4), width=w, height=h, fov_deg=60)
+    scene = pop_up(img, cam)
+    assert not scene.landscape
+    d = scene.depth
+    assert d.max() / d.min() <= CLOSE_UP_RANGE * 1.01
+    assert float(np.median(d[:8])) > 1.8 * float(np.median(d[-8:]))  # top beyond bottom
+    sharp = float(np.median(d[subject.numpy()]))
+    beside = float(np.median(d[45:60, :12]))  # the blurred background at the same height
+    assert sharp < 0.85 * beside
+
+
+def test_superpixels_follow_colour_edges():
+    # a green field and a red wall meeting at a column that is not on SLIC's seed grid
+    rgb = np.zeros((96, 128, 3))
+    rgb[:, :53] = [0.3, 0.55, 0.2]
+    rgb[:, 53:] = [0.8, 0.2, 0.15]
+    rgb += 0.02 * np.random.default_rng(0).random((96, 128, 1))
+    segments = superpixels(rgb)
+    assert len(np.unique(segments)) > 100
+    assert not set(np.unique(segments[:, :53])) & set(np.unique(segments[:, 53:]))

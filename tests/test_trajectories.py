@@ -5,7 +5,12 @@ import torch
 
 from dreamjourney.camera import Cameras, look_at
 from dreamjourney.camera.formats import save_cameras
-from dreamjourney.camera.trajectories import PRESETS, make_trajectory, resolve_trajectory
+from dreamjourney.camera.trajectories import (
+    PRESETS,
+    keep_clear,
+    make_trajectory,
+    resolve_trajectory,
+)
 from dreamjourney.errors import InputError
 
 
@@ -223,3 +228,43 @@ def test_resolve_preset_or_file(tmp_path):
         resolve_trajectory(
             str(tmp_path / "nope.json"), 5, scene_scale=1, width=8, height=8, fov_deg=50
         )
+
+
+def _wall_view(distance: float, size: int = 64) -> tuple[Cameras, torch.Tensor]:
+    """A camera at the origin and the depth of a wall `distance` ahead (with a nearer post
+    on the left edge, off the path's way)."""
+    cam = Cameras.create(torch.eye(4), width=size, height=size, fov_deg=60.0)
+    depth = torch.full((size, size), distance)
+    depth[:, :4] = 0.2 * distance
+    return cam, depth
+
+
+def test_keep_clear_stops_a_forward_path_short_of_the_nearest_surface():
+    start, depth = _wall_view(2.0)
+    path = make_trajectory("forward", 9, scene_scale=10.0, start=start)  # 5 units: through it
+    assert float(path.centers[-1, 2]) > 2.0
+    kept = keep_clear(path, depth)
+    z = kept.centers[:, 2]
+    assert float(z.max()) == pytest.approx(1.0, abs=1e-4)  # half way to the wall, no further
+    assert torch.all(z[1:] > z[:-1])  # same path, shorter: it still moves forward every frame
+    assert torch.allclose(kept.c2w[:, :3, :3], path.c2w[:, :3, :3])
+    assert torch.equal(kept.K, path.K) and torch.equal(kept.c2w[0], path.c2w[0])
+    # a path that stays clear is returned as it is; so is one moving sideways
+    short = make_trajectory("forward", 9, scene_scale=1.0, start=start)  # 0.5 units
+    assert keep_clear(short, depth) is short
+    pan = make_trajectory("pan-left", 9, scene_scale=10.0, start=start)
+    assert keep_clear(pan, depth) is pan
+
+
+def test_keep_clear_looks_where_the_camera_moves():
+    # moving forward and to the right, towards a wall that is near only on the right
+    start = Cameras.create(torch.eye(4), width=64, height=64, fov_deg=60.0)
+    depth = torch.full((64, 64), 8.0)
+    depth[:, 40:] = 2.0
+    c2w = torch.eye(4).repeat(2, 1, 1)
+    c2w[1, :3, 3] = torch.tensor([1.0, 0.0, 3.0])  # points at pixel column ~50 (the near part)
+    path = Cameras(start.K.repeat(2, 1, 1), c2w, 64, 64, torch.zeros(2))
+    kept = keep_clear(path, depth)
+    assert float(kept.centers[1, 2]) == pytest.approx(1.0, abs=1e-3)
+    depth[:, 40:] = 8.0
+    assert keep_clear(path, depth) is path  # the far wall is 8 away: 3 units is clear

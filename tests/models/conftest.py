@@ -1,33 +1,13 @@
-"""Fixtures for the model backend tests: tiny random models built once per session.
-
-Nothing here may reach the network: the hub is switched offline before anything imports it.
-"""
+"""Fixtures for the model backend tests: tiny random models built once per session (into the
+session directory of `tests/conftest.py`'s `tiny_root`)."""
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A session directory that `tiny:` models are built into (`$DREAMJOURNEY_TINY_DIR`)."""
-    root = tmp_path_factory.mktemp("tiny-models")
-    old = os.environ.get("DREAMJOURNEY_TINY_DIR")
-    os.environ["DREAMJOURNEY_TINY_DIR"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("DREAMJOURNEY_TINY_DIR", None)
-    else:
-        os.environ["DREAMJOURNEY_TINY_DIR"] = old
 
 
 @pytest.fixture(scope="session")

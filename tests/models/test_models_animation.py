@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from dreamjourney.errors import InputError
+from dreamjourney.io.images import to_uint8
 from dreamjourney.models.animation import FAMILIES, I2VAnimator
 from dreamjourney.models.protocols import Animator
-from dreamjourney.models.video_common import valid_frame_count, working_size
+from dreamjourney.models.video_common import pipeline_frames, valid_frame_count, working_size
 
 
 def test_frame_and_size_rounding():
@@ -18,13 +20,14 @@ def test_frame_and_size_rounding():
 
 
 def _spy(animator: I2VAnimator) -> dict:
-    """Record the keyword arguments of the animator's pipeline call."""
+    """Record the keyword arguments and the output of the animator's pipeline call."""
     pipe = animator._load()
     seen: dict = {}
 
     def spy(**kwargs):
         seen.update(kwargs)
-        return type(pipe).__call__(pipe, **kwargs)
+        seen["output"] = type(pipe).__call__(pipe, **kwargs)
+        return seen["output"]
 
     animator._pipe = spy
     spy.transformer = pipe.transformer
@@ -60,6 +63,13 @@ def test_animate_tiny(tiny_model, family, model_size, sampled):
     # the model card's negative prompt by default
     assert seen["negative_prompt"] == FAMILIES[family].negative_prompt
     assert (seen["negative_prompt"] != "") == (family != "cogvideox-i2v")
+    # at the model's own size the model gets the photo and the clip is its first 6 frames,
+    # which move (not the photo held still)
+    photo = torch.rand(3, *model_size)
+    clip = animator.animate(photo, "x", 6, generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(np.asarray(seen["image"]), to_uint8(photo))
+    assert torch.equal(clip, pipeline_frames(seen["output"])[:6])
+    assert (clip - photo).abs().amax() > 0.01 and (clip[1:] - clip[:1]).abs().amax() > 0.01
 
 
 def test_fixed_length_animator_refuses_longer_clips(tiny_model):

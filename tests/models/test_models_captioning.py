@@ -5,9 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import ClassVar
 
 import pytest
 import torch
@@ -111,40 +108,6 @@ def test_qwen_tiny_end_to_end(tiny_model):
     with pytest.warns(CaptionWarning):  # random weights answer nonsense
         cap = captioner.caption(image)
     assert cap.raw == raw and cap.prompt.endswith(QUALITY_SUFFIX)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    requests: ClassVar[list[dict]] = []
-    status = 200
-    answer = ""
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append(
-            {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
-        )
-        reply = {"choices": [{"message": {"role": "assistant", "content": type(self).answer}}]}
-        data = json.dumps(reply if type(self).status == 200 else {"error": "boom"}).encode()
-        self.send_response(type(self).status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def chat_server():
-    _Handler.requests = []
-    _Handler.status = 200
-    server = HTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", _Handler
-    server.shutdown()
-    server.server_close()
 
 
 def test_openai_compatible_captioner(chat_server, monkeypatch):

@@ -7,13 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from dreamjourney.camera import Cameras
+from dreamjourney.camera import Cameras, look_at
 from dreamjourney.errors import InputError
 from dreamjourney.io.images import to_uint8
-from dreamjourney.models.classical import ClassicalCompleter, inpaint_frame
+from dreamjourney.models.classical import (
+    ClassicalCompleter,
+    background_sources,
+    below_horizon,
+    inpaint_frame,
+)
 from dreamjourney.models.protocols import Completer, CompletionContext
 from dreamjourney.models.vace import VaceCompleter
-from dreamjourney.models.video_common import WAN_NEGATIVE_PROMPT
+from dreamjourney.models.video_common import WAN_NEGATIVE_PROMPT, pipeline_frames
 
 
 def _known_equal(out: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor) -> bool:
@@ -39,37 +44,136 @@ def test_classical_fills_every_hole_and_keeps_known_pixels(masked_clip):
     assert calls == [(i + 1, 9) for i in range(9)]
 
 
-def test_classical_uses_the_rerendered_world_for_consistency(masked_clip):
+def test_classical_fills_keyframes_through_the_world_in_order(masked_clip):
     frames, masks = masked_clip
     seen = []
     world = torch.full_like(frames, 0.25)
 
-    def rerender(last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        seen.append(last.clone())
+    def rerender(t: int, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        seen.append((t, frame.clone()))
         covered = torch.zeros_like(masks)
         covered[:, :32] = True  # the world covers the top half of every frame
-        return world, covered
+        return world, covered, covered.float()
 
     cams = Cameras.create(torch.eye(4)[None].repeat(9, 1, 1), width=64, height=64, fov_deg=60.0)
-    ctx = CompletionContext(cameras=cams, rerender=rerender)
+    ctx = CompletionContext(cameras=cams, keyframes=(4, 8), rerender=rerender)
     out = ClassicalCompleter().complete(frames, masks, context=ctx)
-    assert len(seen) == 1 and seen[0].shape == (3, 64, 64)
+    assert [t for t, _ in seen] == [4, 8] and seen[0][1].shape == (3, 64, 64)
     assert _known_equal(out, frames, masks)
-    # the last frame is the inpainted last view that was lifted into the world
-    assert torch.equal(out[-1], seen[0])
+    # the keyframes are the frames that were lifted into the world
+    assert torch.equal(out[4], seen[0][1]) and torch.equal(out[8], seen[1][1])
+    # the second keyframe was filled after the first one's lift: the world's pixels are in it
+    assert torch.all(seen[1][1][:, :32][:, ~masks[8, :32]] == 0.25)
     # elsewhere, holes the world covers take the world's pixels exactly
-    take = (~masks[:-1]) & torch.zeros_like(masks[:-1]).index_fill_(1, torch.arange(32), True)
-    assert torch.all(out[:-1].permute(1, 0, 2, 3)[:, take] == 0.25)
-    # and what the world does not cover is inpainted, not left at the input's value
-    rest = (~masks[:-1]).clone()
-    rest[:, :32] = False
-    assert rest.any() and not torch.any(out[:-1].permute(1, 0, 2, 3)[:, rest] == 0.25)
+    others = [t for t in range(9) if t not in (4, 8)]
+    top = torch.zeros(64, 64, dtype=torch.bool)
+    top[:32] = True
+    for t in others:
+        assert torch.all(out[t][:, top & ~masks[t]] == 0.25)
+        rest = ~masks[t] & ~top  # what the world does not cover is filled, not left as it was
+        assert not torch.any(out[t][:, rest] == 0.25)
+
+
+def test_classical_repeats_a_frame_rather_than_inventing_one():
+    frames = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    masks = torch.ones(3, 32, 32, dtype=torch.bool)
+    masks[1] = False  # nothing known: the frame before it is repeated, never a grey frame
+    out = ClassicalCompleter().complete(frames, masks)
+    assert torch.equal(out[1], frames[0])
+    masks[:] = False
+    with pytest.raises(ValueError, match="no frame of the clip has a known pixel"):
+        ClassicalCompleter().complete(frames, masks)
+    # a clip that sees nothing (a camera that left the scene) holds the view it continues from
+    start = torch.rand(3, 32, 32)
+    cameras = Cameras.create(torch.eye(4).repeat(3, 1, 1), width=32, height=32, fov_deg=60.0)
+    context = CompletionContext(cameras=cameras, start_view=start)
+    out = ClassicalCompleter().complete(frames, masks, context=context)
+    assert all(torch.equal(frame, start) for frame in out)
+    masks[2] = True  # the first frames take the start view too, not a later frame
+    out = ClassicalCompleter().complete(frames, masks, context=context)
+    assert torch.equal(out[0], start) and torch.equal(out[1], start)
+    assert torch.equal(out[2], frames[2])
 
 
 def test_inpaint_frame_edge_cases():
     frame = torch.rand(3, 8, 8)
     assert torch.equal(inpaint_frame(frame, torch.ones(8, 8, dtype=torch.bool)), frame)
-    assert torch.all(inpaint_frame(frame, torch.zeros(8, 8, dtype=torch.bool)) == 0.5)
+    with pytest.raises(ValueError, match="no known pixel"):
+        inpaint_frame(frame, torch.zeros(8, 8, dtype=torch.bool))
+
+
+def _object_beside_a_hole() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """96x96 grey-blue noise texture (depth 3) with a red square (depth 1) whose right side
+    touches a 20 px hole that a camera move opened behind it."""
+    g = torch.Generator().manual_seed(3)
+    image = torch.tensor([0.35, 0.45, 0.6])[:, None, None] + 0.15 * torch.rand(
+        1, 96, 96, generator=g
+    ).expand(3, 96, 96)
+    depth = torch.full((96, 96), 3.0)
+    image[:, 20:76, 10:40] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
+    depth[20:76, 10:40] = 1.0
+    known = torch.ones(96, 96, dtype=torch.bool)
+    known[24:72, 40:60] = False
+    return torch.where(known[None], image, torch.zeros_like(image)), known, depth
+
+
+def test_patchmatch_fill_never_copies_a_nearer_object_into_a_hole():
+    image, known, depth = _object_beside_a_hole()
+    out = inpaint_frame(image, known, depth=torch.where(known, depth, 0.0))
+    fill = out[:, ~known]
+    red = (fill[0] > 0.6) & (fill[1] < 0.3)
+    assert not red.any()
+    # texture, not a smooth wash: the fill varies like the background it copies
+    assert fill.std(dim=1).mean() > 0.5 * image[:, known & (depth > 2)].std(dim=1).mean()
+    # without the depth, sources are unrestricted and the object bleeds into the hole
+    free = inpaint_frame(image, known)[:, ~known]
+    assert ((free[0] > 0.6) & (free[1] < 0.3)).any()
+    assert torch.equal(out, inpaint_frame(image, known, depth=torch.where(known, depth, 0.0)))
+
+
+def test_below_horizon_splits_a_level_camera_at_its_principal_row():
+    K = torch.tensor([[50.0, 0.0, 32.0], [0.0, 50.0, 20.5], [0.0, 0.0, 1.0]])
+    level = Cameras.create(torch.eye(4), width=64, height=48, K=K)
+    below = below_horizon(level)
+    # pixel centres v + 0.5 below the principal row 20.5 (image y points down, world up is -y)
+    assert not below[:20].any() and below[21:].all()
+    pitched = Cameras.create(
+        look_at(torch.zeros(3), torch.tensor([0.0, 1.0, 1.0])), width=64, height=48, K=K
+    )
+    assert below_horizon(pitched).all()  # looking 45 degrees down, the horizon is off the top
+
+
+def _sky_over_ground() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """96x96: smooth blue sky over rows 0-47, striped green ground below, and the hole a pan
+    opens at the left edge across the horizon (rows 36-71, columns 0-39)."""
+    image = torch.empty(3, 96, 96)
+    image[:, :48] = torch.tensor([0.3, 0.5, 0.95])[:, None, None]
+    stripes = (torch.arange(96) // 3 % 2).float()[:, None].expand(96, 96)
+    image[:, 48:] = torch.tensor([0.1, 0.5, 0.1])[:, None, None] + 0.2 * stripes[48:]
+    known = torch.ones(96, 96, dtype=torch.bool)
+    known[36:72, :40] = False
+    below = torch.zeros(96, 96, dtype=torch.bool)
+    below[48:] = True
+    return torch.where(known[None], image, torch.zeros_like(image)), known, below
+
+
+def test_patchmatch_fills_each_side_of_the_horizon_from_its_own_side():
+    image, known, below = _sky_over_ground()
+    out = inpaint_frame(image, known, below=below)
+    ground, sky = out[:, ~known & below], out[:, ~known & ~below]
+    assert not (ground[2] > 0.6).any()  # no sky blue in the ground
+    assert (ground[1] > ground[2] + 0.2).all() and ground[1].std() > 0.05  # striped green
+    assert (sky[2] > 0.9).all()
+    # without the horizon, the sky is copied into the ground
+    free = inpaint_frame(image, known)[:, ~known & below]
+    assert (free[2] > 0.6).float().mean() > 0.05
+
+
+def test_background_sources_exclude_the_near_side_of_a_hole():
+    _, known, depth = _object_beside_a_hole()
+    sources = background_sources(known.numpy(), torch.where(known, depth, 0.0).numpy())
+    assert not sources[20:76, 10:40].any()  # the object
+    assert sources[:, 70:].all() and sources[:15].all()  # the background around
 
 
 def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
@@ -81,7 +185,8 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
 
     def spy(**kwargs):
         seen.update(kwargs)
-        return type(pipe).__call__(pipe, **kwargs)
+        seen["output"] = type(pipe).__call__(pipe, **kwargs)
+        return seen["output"]
 
     completer._pipe = spy
     steps = []
@@ -94,8 +199,10 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
     )
     assert out.shape == frames.shape and torch.isfinite(out).all()
     assert _known_equal(out, frames, masks)
-    assert not torch.equal(out, frames)  # the holes were generated
     assert steps == [1, 2]
+    # the holes hold what the model made (64x64, 9 frames: its own size and count)
+    holes = ~masks[:, None].expand_as(frames)
+    assert torch.equal(out[holes], pipeline_frames(seen["output"])[holes])
     # the pipeline got the partial video and a mask that is white exactly on the holes
     assert seen["num_frames"] == 9 and len(seen["video"]) == len(seen["mask"]) == 9
     white = torch.stack([torch.from_numpy(np.array(m)) == 255 for m in seen["mask"]])
@@ -109,6 +216,13 @@ def test_vace_completes_a_masked_clip(tiny_model, masked_clip):
     # the model card's negative prompt unless another is given
     assert seen["negative_prompt"] == WAN_NEGATIVE_PROMPT
     assert seen["negative_prompt"].startswith("Bright tones, overexposed, static")
+    # 7 frames are padded to 9 with the last frame and its mask, and cut back
+    out = completer.complete(frames[:7], masks[:7], generator=torch.Generator().manual_seed(0))
+    assert out.shape == (7, 3, 64, 64) and seen["num_frames"] == 9
+    video, mask = [np.asarray(v) for v in seen["video"]], [np.asarray(m) for m in seen["mask"]]
+    assert all(np.array_equal(v, video[6]) for v in video[7:])
+    assert all(np.array_equal(m, mask[6]) for m in mask[7:])
+    assert torch.equal(out[holes[:7]], pipeline_frames(seen["output"])[:7][holes[:7]])
 
 
 def _telea(frame: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -160,15 +274,15 @@ def test_inpaint_frame_continues_texture_into_a_wide_border_band():
         """Horizontal detail inside the band, away from its edge."""
         return float(img[:, :, :16].diff(dim=2).abs().mean())
 
-    new, old = inpaint_frame(holes, known, grain=0.0), _telea(holes, known)
+    new, old = inpaint_frame(holes, known), _telea(holes, known)
     assert ripple(new) > 3 * ripple(old)
     assert ripple(new) > 0.2 * ripple(image)
 
 
 def test_classical_completer_rejects_bad_parameters():
-    with pytest.raises(InputError, match="grain"):
-        ClassicalCompleter(grain=-1.0)
-    with pytest.raises(InputError, match="vertical"):
-        ClassicalCompleter(vertical=0.0)
-    with pytest.raises(InputError, match="method"):
-        ClassicalCompleter(method="magic")
+    with pytest.raises(InputError, match="band"):
+        ClassicalCompleter(band=-1.0)
+    with pytest.raises(InputError, match="patch_size"):
+        ClassicalCompleter(patch_size=0)
+    with pytest.raises(InputError, match="radius"):
+        ClassicalCompleter(radius=0.0)

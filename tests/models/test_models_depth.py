@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import sys
 import types
 
 import numpy as np
@@ -58,36 +56,62 @@ def test_depth_anything_tiny(tiny_model):
 
 
 def test_depth_pro_tiny_gives_metric_depth_and_focal(tiny_model):
-    path = tiny_model("depth-pro")
-    estimator = DepthProDepth(path)
-    image = torch.rand(3, 40, 56)
-    result = estimator.estimate(image)
+    estimator = DepthProDepth(tiny_model("depth-pro"))
+    result = estimator.estimate(torch.rand(3, 40, 56))
     assert result.depth.shape == (40, 56) and torch.all(result.depth > 0)
     assert result.metric is True and result.space == "depth"
-    # the focal length follows from the model's field of view for the image's width
-    x = (image - 0.5) / 0.5
-    x = torch.nn.functional.interpolate(x[None], size=(32, 32), mode="bilinear")
-    with torch.no_grad():
-        fov = float(estimator._model(pixel_values=x).field_of_view[0])
-    assert result.focal_px == pytest.approx(0.5 * 56 / math.tan(math.radians(fov) / 2), rel=1e-4)
+    assert result.focal_px is not None and result.focal_px > 0
+
+
+class _DepthProHeads(torch.nn.Module):
+    """Depth Pro's two outputs, fixed: canonical inverse depth `inverse` and a field of view."""
+
+    def __init__(self, inverse: torch.Tensor, fov_deg: float):
+        super().__init__()
+        self.inverse, self.fov = inverse, torch.tensor([fov_deg])
+
+    def forward(self, pixel_values):
+        if pixel_values.shape != (1, 3, *self.inverse.shape):
+            raise ValueError(f"expected the model's input size, got {tuple(pixel_values.shape)}")
+        return types.SimpleNamespace(predicted_depth=self.inverse[None], field_of_view=self.fov)
+
+
+def test_depth_pro_metric_depth_from_the_field_of_view():
+    """Depth Pro predicts inverse depth for a canonical image width: with a 90 degree field of
+    view, f = W / 2 and metric depth = f / (W * inverse) = 1 / (2 * inverse)."""
+    estimator = DepthProDepth("unused")
+    inverse = torch.full((32, 32), 0.25)
+    inverse[:, 16:] = 0.125  # the right half twice as far
+    estimator._model = _DepthProHeads(inverse, fov_deg=90.0)
+    estimator._pre = {
+        "size": {"height": 32, "width": 32},
+        "mean": torch.zeros(3, 1, 1),
+        "std": torch.ones(3, 1, 1),
+    }
+    result = estimator.estimate(torch.rand(3, 40, 64))  # not the model's size: resized back
+    assert result.metric is True and result.focal_px == pytest.approx(32.0)
+    assert result.depth.shape == (40, 64)
+    assert torch.allclose(result.depth[:, :28], torch.tensor(2.0))
+    assert torch.allclose(result.depth[:, 36:], torch.tensor(4.0))
 
 
 def test_heuristic_depth_passes_a_camera_with_the_fov(monkeypatch):
-    seen = {}
+    import dreamjourney.scene as scene
 
-    def heuristic_depth(image, camera):
+    seen = {}
+    real = scene.heuristic_depth
+
+    def spy(image, camera):
         seen["fov"] = float(camera.fov_deg("horizontal")[0])
         seen["size"] = (camera.width, camera.height)
-        return torch.full(image.shape[-2:], 2.0, dtype=torch.float64)
+        seen["depth"] = real(image, camera)
+        return seen["depth"]
 
-    # stand-in for dreamjourney.scene (built by another engineer, not merged yet)
-    monkeypatch.setitem(
-        sys.modules, "dreamjourney.scene", types.SimpleNamespace(heuristic_depth=heuristic_depth)
-    )
+    monkeypatch.setattr(scene, "heuristic_depth", spy)
     result = HeuristicDepth(fov_deg=50.0).estimate(torch.rand(3, 24, 32))
     assert seen["fov"] == pytest.approx(50.0) and seen["size"] == (32, 24)
-    assert result.depth.dtype == torch.float32 and torch.all(result.depth == 2.0)
-    assert result.metric is False
+    assert result.depth.dtype == torch.float32 and torch.equal(result.depth, seen["depth"].float())
+    assert result.metric is False and result.focal_px is None
 
 
 def test_file_depth_round_trip_and_rest(tmp_path):

@@ -12,10 +12,13 @@ import pytest
 import torch
 
 from dreamjourney.errors import InputError
-from dreamjourney.models.captioning import CaptionWarning, OpenAICaptioner
+from dreamjourney.models.animation import I2VAnimator
+from dreamjourney.models.captioning import CaptionWarning, OpenAICaptioner, QwenVLCaptioner
 from dreamjourney.models.classical import ClassicalCompleter
+from dreamjourney.models.depth import DepthAnythingDepth
 from dreamjourney.models.guided import GuidedCompleter
 from dreamjourney.models.registry import (
+    BACKENDS,
     NATIVE,
     PRESETS,
     build_backends,
@@ -29,11 +32,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_presets_build_without_loading_anything():
-    for name in PRESETS:
+    for name, specs in PRESETS.items():
         backends = build_backends(name)
         json.dumps(backends.info)
-        assert backends.info["preset"] == name
+        assert backends.info["preset"] == name and backends.info["roles"] == specs
         assert backends.is_noise == (name == "tiny")
+        for role, spec in specs.items():
+            backend = getattr(backends, role)
+            if spec is None:
+                assert backend is None
+                continue
+            entry = BACKENDS[role][spec["name"]]
+            assert type(backend) is entry.cls(), (name, role)
+            assert getattr(backend, "model_id", None) == spec.get("model"), (name, role)
+    # one random-weight model makes the whole output noise
+    assert build_backends("wan", config={"depth": {"model": "tiny:depth-anything"}}).is_noise
     offline = build_backends()
     assert offline.animator is None and isinstance(offline.completer, ClassicalCompleter)
     offline.check_weights()  # needs none
@@ -139,6 +152,11 @@ def test_memory_options_on_a_tiny_pipeline(tiny_model):
 def test_tiny_preset_runs_every_role(tiny_root):
     backends = build_backends("tiny")
     assert backends.is_noise
+    # the real architectures, not an offline stand-in that also keeps the known pixels
+    assert isinstance(backends.depth, DepthAnythingDepth)
+    assert isinstance(backends.completer, VaceCompleter)
+    assert isinstance(backends.animator, I2VAnimator) and backends.animator.name == "wan-i2v"
+    assert isinstance(backends.captioner, QwenVLCaptioner)
     image = torch.rand(3, 32, 32)
     assert backends.depth.estimate(image).depth.shape == (32, 32)
     frames, masks = torch.rand(5, 3, 32, 32), torch.rand(5, 32, 32) > 0.3

@@ -36,7 +36,7 @@ from dreamjourney.models.protocols import CompletionContext
 from dreamjourney.models.registry import NATIVE, Backends, build_backends
 
 KNOWN_ANSWERS = re.compile(
-    r"^(cpu at models/(vace|animation|guided|easyanimate|depth)\.py"  # the result's copy home
+    r"^(cpu at models/(vace|animation|guided|easyanimate|depth|video_common)\.py"  # the result's copy home
     r"|item at schedulers/scheduling_\w+\.py"  # the scheduler's step index lookup
     r"|__float__ at models/guided\.py"  # the trace's latent error
     r"|__bool__ at models/guided\.py"  # the guidance step's zero-gradient test

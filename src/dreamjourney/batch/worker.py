@@ -1,7 +1,9 @@
 """A batch worker: a long-lived process that runs job after job with its models kept loaded.
 
-Each job is its command line run in-process through the `dreamjourney` app, exactly as the
-single command would run it, so a job's run directory holds the same files. The worker keeps
+Each job is its command line run in-process through the `dreamjourney` commands a job may
+name (`jobs.COMMANDS`), registered as the `dreamjourney` app registers them, exactly as the
+single command would run it, so a job's run directory holds the same files. (Not the whole
+app: its `batch` command starts workers, which would close an import cycle.) The worker keeps
 the backends it builds (`registry.keep_backends`), so the weights of the first job stay
 loaded for the rest.
 """
@@ -14,6 +16,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,10 @@ class JobWorker:
         import typer
 
         from dreamjourney.camera.formats import load_cameras
-        from dreamjourney.cli import app
         from dreamjourney.errors import InputError
 
         try:
-            code = app(argv, standalone_mode=False, prog_name="dreamjourney")
+            code = _job_commands()(argv, standalone_mode=False, prog_name="dreamjourney")
         except InputError as exc:
             return JobOutcome(False, error=str(exc), worker=self.name)
         except typer.TyperException as exc:  # usage: an unknown option, a bad value
@@ -70,6 +72,19 @@ class JobWorker:
             return JobOutcome(False, error=error, retry=True, worker=self.name)
         frames = len(load_cameras(Path(out_dir) / "cameras.json"))
         return JobOutcome(True, frames=frames, worker=self.name)
+
+
+def _job_commands() -> Any:
+    """A Typer app of the commands a job runs, `journey` and `anyview`."""
+    import typer
+
+    from dreamjourney.cli.anyview import anyview
+    from dreamjourney.cli.journey import journey
+
+    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+    app.command("journey")(journey)
+    app.command("anyview")(anyview)
+    return app
 
 
 def _line(text: str) -> str:

@@ -40,11 +40,17 @@ class Motion(NamedTuple):
 
 @dataclass(frozen=True)
 class Preset:
-    """A named motion: `fn(u, *, scale, rng, **options) -> Motion` for u (N,) in [0, 1]."""
+    """A named motion: `fn(u, *, scale, rng, **options) -> Motion` for u (N,) in [0, 1].
+
+    approaches: the motion flies towards what the camera sees (forward, a spiral in), so a
+    journey sizes its steps to the view's depth (`keep_clear`); other motions (an orbit about
+    a point, a pan, a turn) keep the shape their name promises.
+    """
 
     fn: Callable[..., Motion]
     help: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    approaches: bool = False
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -253,7 +259,10 @@ def _journey(
 
 PRESETS: dict[str, Preset] = {
     "forward": Preset(
-        partial(_translate, direction=(0, 0, 1)), "move straight ahead", {"distance": 0.5}
+        partial(_translate, direction=(0, 0, 1)),
+        "move straight ahead",
+        {"distance": 0.5},
+        approaches=True,
     ),
     "backward": Preset(
         partial(_translate, direction=(0, 0, -1)), "move straight back", {"distance": 0.5}
@@ -301,21 +310,25 @@ PRESETS: dict[str, Preset] = {
         _dolly_zoom,
         "move forward while widening the view so the subject at `depth` keeps its size",
         {"distance": 0.5, "depth": 1.0},
+        approaches=True,
     ),
     "spiral": Preset(
         _spiral,
         "fly forward on a widening spiral, looking at the point at `depth`",
         {"radius": 0.15, "turns": 2.0, "distance": 0.3, "depth": 1.0},
+        approaches=True,
     ),
     "wander": Preset(
         _wander,
         "smooth seeded random walk of the heading, never facing backwards",
         {"distance": 1.0, "max_yaw_deg": 45.0, "max_pitch_deg": 10.0, "knots": 4},
+        approaches=True,
     ),
     "journey": Preset(
         _journey,
         "straight / left / right segments flown one after another (WonderJourney style)",
         {"segments": ["straight", "left", "straight", "right"], "step": 0.5, "turn_deg": 45.0},
+        approaches=True,
     ),
 }
 
@@ -393,6 +406,67 @@ def make_trajectory(
     K[0] = base.K[0]
     times = base.times[0] + torch.arange(num_frames, dtype=torch.float64).float() / fps
     return Cameras(K, c2w, base.width, base.height, times).to(start.device)
+
+
+# A path is shortened so that no camera gets closer than this share of the way to the nearest
+# surface ahead of it (as seen from the path's first camera).
+CLEARANCE = 0.5
+# what lies ahead of a camera: the view's depth within this share of the image width around
+# the pixel its displacement points at, at this percentile
+CLEARANCE_WINDOW = 0.125
+CLEARANCE_PERCENTILE = 5.0
+
+
+def keep_clear(path: Cameras, depth: torch.Tensor, *, clearance: float = CLEARANCE) -> Cameras:
+    """`path` with its moves scaled down, about its first camera, so that no camera passes
+    through (or comes within `1 - clearance` of) the nearest surface ahead of it.
+
+    The displacement of camera i from camera 0, in camera 0's frame, points at a pixel of
+    camera 0's view; the surface there is the `CLEARANCE_PERCENTILE` percentile of `depth`
+    within `CLEARANCE_WINDOW` of the image width around that pixel. Camera i may advance
+    along the view axis at most `clearance` times that depth; if one would go further, every
+    camera's offset from camera 0 is scaled by the same factor (rotations and intrinsics are
+    kept), so the path keeps its shape and only its length shrinks.
+
+    Args:
+        path: N cameras; path[0] is the view `depth` was rendered from.
+        depth: (H, W) z-depth of path[0]'s view, 0 where nothing is seen.
+        clearance: in (0, 1].
+    Returns:
+        Cameras (N,), `path` itself when nothing is in the way.
+    """
+    if not 0 < clearance <= 1:
+        raise ValueError(f"keep_clear: clearance must be in (0, 1], got {clearance}")
+    h, w = path.height, path.width
+    if depth.shape != (h, w):
+        raise ValueError(f"keep_clear: depth {tuple(depth.shape)} is not the path's {w}x{h}")
+    start = path[0]
+    offset = start.world_to_camera(path.centers.to(start.c2w.dtype))[0].double()  # (N, 3)
+    ahead = offset[:, 2]
+    K = start.K[0].double()
+    radius = max(1, round(CLEARANCE_WINDOW * w))
+    scale = 1.0
+    depth = depth.detach().double().cpu()
+    for i in torch.nonzero(ahead > 1e-9).flatten().tolist():
+        u = float(K[0, 0] * offset[i, 0] / ahead[i] + K[0, 2])
+        v = float(K[1, 1] * offset[i, 1] / ahead[i] + K[1, 2])
+        if not (0 <= u < w and 0 <= v < h):
+            continue
+        window = depth[
+            max(0, int(v) - radius) : int(v) + radius + 1,
+            max(0, int(u) - radius) : int(u) + radius + 1,
+        ]
+        seen = window[window > 0]
+        if seen.numel() == 0:
+            continue
+        near = float(torch.quantile(seen, CLEARANCE_PERCENTILE / 100))
+        scale = min(scale, clearance * near / float(ahead[i]))
+    if scale >= 1.0:
+        return path
+    c2w = path.c2w.clone()
+    origin = start.c2w[0, :3, 3]
+    c2w[:, :3, 3] = origin + scale * (path.c2w[:, :3, 3] - origin)
+    return Cameras(path.K.clone(), c2w, w, h, path.times.clone())
 
 
 def resolve_trajectory(

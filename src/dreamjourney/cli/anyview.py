@@ -142,20 +142,26 @@ def anyview(
         say=_say,
     )
 
-    generator = torch.Generator().manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     if method == "geometry":
         if device == "cpu":
             prepare_cpu_rasterizer(quiet)
+        generator = torch.Generator().manual_seed(seed)
         output = run_geometry(backends, inp, target, out, generator=generator).frames
     elif method == "learned":
-        from dreamjourney.pipelines.anyview_learned import load_anyview_pipeline
+        from dreamjourney.pipelines.anyview_learned import learned_method
 
-        learned = load_anyview_pipeline(model, preset=preset, device=device)
-        output = learned(
-            clip, inp.cameras, target, num_inference_steps=steps or 25, generator=generator,
-            output_type="pt",
-        ).frames  # fmt: skip
+        # the benchmark's method: the model sees camera moves in units of the scene scale,
+        # as in training
+        learned = learned_method(
+            model,
+            preset=preset,
+            num_inference_steps=steps or 25,
+            seed=seed,
+            scene_scale=inp.scene_scale,
+            device=device,
+        )
+        output = learned(clip, inp.cameras, target, input_depth=inp.depth)
         write_results(out, clip, output, target, fps)
     else:
         from dreamjourney.models.weights import MemoryOptions

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dreamjourney.cli.console import console, err_console
+from dreamjourney.cli.console import console, err_console, task_bars
 from dreamjourney.cli.options import parse_key_values
 
 if TYPE_CHECKING:  # the batch package imports torch: `--help` must not
+    from rich.progress import Progress
+
     from dreamjourney.batch.jobs import Job
     from dreamjourney.batch.runner import BatchCallback
     from dreamjourney.batch.summary import JobRecord
@@ -96,14 +97,7 @@ def batch(
     if seed is not None:
         options["seed"] = seed
     job_list = load_jobs(jobs, options=options, command_options=command_options)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=quiet,
-    )
+    progress = task_bars(quiet)
     try:
         summary = run_batch(
             job_list,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from dreamjourney.cli.console import console, err_console, prepare_cpu_rasterizer
+from dreamjourney.cli.console import console, err_console, prepare_cpu_rasterizer, task_bars
 from dreamjourney.cli.options import parse_key_values, parse_size
 from dreamjourney.errors import InputError
 
@@ -118,8 +118,6 @@ def journey(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """One photo -> a perpetual video flying along a camera path (DreamJourney)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from dreamjourney.io.images import default_size, load_image
     from dreamjourney.models.registry import NATIVE, load_config
     from dreamjourney.pipelines.journey import JourneyConfig, JourneyPipeline
@@ -162,15 +160,7 @@ def journey(
         height=height,
         fov_deg=fov,
     )
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=quiet,
-        transient=True,
-    )
+    progress = task_bars(quiet, transient=True)
     try:
         result = pipe(
             image,

@@ -3,8 +3,9 @@
 from dreamjourney.data.anyview import load_anyview_scene
 from dreamjourney.data.dycheck import load_dycheck_scene
 from dreamjourney.data.loaders import detect_layout, find_scenes, load_any_scene
-from dreamjourney.data.scene import CameraStream, Scene4D, load_scene, save_scene
+from dreamjourney.data.scene import load_scene, save_scene
 from dreamjourney.data.synth import synth_scene
+from dreamjourney.data.types import CameraStream, Scene4D
 
 __all__ = [
     "CameraStream",

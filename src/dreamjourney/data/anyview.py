@@ -26,11 +26,12 @@ import numpy as np
 import torch
 
 from dreamjourney.camera.cameras import Cameras
-from dreamjourney.camera.formats.validate import check_intrinsics, check_pose, read_json
-from dreamjourney.data.scene import (
+from dreamjourney.camera.formats.validate import check_intrinsics, check_pose, read_json_object
+from dreamjourney.data.types import (
     CameraStream,
     Scene4D,
     check_camera_names,
+    depth_scale,
     load_frames,
 )
 from dreamjourney.errors import InputError
@@ -81,9 +82,7 @@ def load_anyview_scene(directory: str | Path) -> Scene4D:
     meta_path = directory / METADATA
     if not meta_path.is_file():
         raise InputError(f"not an AnyView scene: {METADATA} is missing", source=directory)
-    meta = read_json(meta_path)
-    if not isinstance(meta, dict):
-        raise InputError("must be a JSON object", source=meta_path)
+    meta = read_json_object(meta_path)
     names = check_camera_names(meta.get("cameras"), meta_path, "cameras")
     fps = _get(meta, "framerate", 24.0)
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
@@ -119,15 +118,9 @@ def load_anyview_scene(directory: str | Path) -> Scene4D:
         streams[cam] = load(directory, cam, ext, float(fps), transform == "world2cam")
     scale = _get(meta, "specific.scene_scale")
     if not isinstance(scale, (int, float)) or not scale > 0:
-        scale = _median_depth(streams[input_camera])
+        scale = depth_scale(streams[input_camera].depth) or 1.0
     name = _get(meta, "info.name", directory.name)
     return Scene4D(str(name), float(fps), float(scale), input_camera, streams)
-
-
-def _median_depth(stream: CameraStream) -> float:
-    if stream.depth is not None and bool((stream.depth[0] > 0).any()):
-        return float(stream.depth[0][stream.depth[0] > 0].median())
-    return 1.0
 
 
 def _poses(intrinsics, extrinsics, path: Path, world2cam: bool, prefix: str = ""):

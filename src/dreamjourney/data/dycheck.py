@@ -23,8 +23,13 @@ import torch
 from torch import Tensor
 
 from dreamjourney.camera.cameras import Cameras
-from dreamjourney.camera.formats.validate import check_matrix, check_rotation, read_json
-from dreamjourney.data.scene import CameraStream, Scene4D, load_frames
+from dreamjourney.camera.formats.validate import (
+    check_matrix,
+    check_rotation,
+    read_json,
+    read_json_object,
+)
+from dreamjourney.data.types import CameraStream, Scene4D, depth_scale, load_frames
 from dreamjourney.errors import InputError
 from dreamjourney.io.depth import load_depth
 
@@ -48,9 +53,7 @@ def _number(data: dict, key: str, path: Path, *, positive: bool = False) -> floa
 
 def read_camera(path: Path) -> tuple[Tensor, Tensor, tuple[int, int]]:
     """One DyCheck camera JSON -> K (3, 3), c2w (4, 4) (OpenCV) and the 1x size (W, H)."""
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise InputError("must be a JSON object", source=path)
+    data = read_json_object(path)
     R = check_matrix(data.get("orientation"), (3, 3), path, "orientation")
     check_rotation(R, path, "orientation")
     position = check_matrix(data.get("position"), (1, 3), path, "position").reshape(3)
@@ -144,8 +147,7 @@ def load_dycheck_scene(directory: str | Path) -> Scene4D:
         streams[cam] = CameraStream(cam, frames, cameras, depth)
     input_camera = "0" if "0" in streams else next(iter(streams))
     first = streams[input_camera]
-    if first.depth is not None and bool((first.depth[0] > 0).any()):
-        scale = float(first.depth[0][first.depth[0] > 0].median())
-    else:
-        scale = float(first.cameras.centers.norm(dim=-1).median().clamp_min(1e-6))
+    scale = depth_scale(first.depth) or float(
+        first.cameras.centers.norm(dim=-1).median().clamp_min(1e-6)
+    )
     return Scene4D(directory.name, fps, scale, input_camera, streams)

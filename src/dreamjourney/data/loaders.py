@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dreamjourney.data import anyview, dycheck
-from dreamjourney.data.scene import SCENE_FILE, Scene4D, load_scene
+from dreamjourney.data.scene import SCENE_FILE, load_scene
+from dreamjourney.data.types import Scene4D
 from dreamjourney.errors import InputError
 
 

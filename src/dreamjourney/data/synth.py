@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from dreamjourney.camera.cameras import Cameras, look_at
-from dreamjourney.data.scene import CameraStream, Scene4D
+from dreamjourney.data.types import CameraStream, Scene4D, depth_scale
 
 BACKDROP_RADIUS = 10.0
 BACKDROP_HEIGHT = 8.0
@@ -393,6 +393,5 @@ def synth_scene(
         n: CameraStream(n, rgb[i].permute(0, 3, 1, 2).contiguous(), rigs[n], depth[i].contiguous())
         for i, n in enumerate(names)
     }
-    first = depth[0, 0]
-    scale = float(first[first > 0].median()) if bool((first > 0).any()) else 1.0
+    scale = depth_scale(depth[0]) or 1.0
     return Scene4D(f"synth_{seed:04d}", fps, scale, names[0], streams)

@@ -24,9 +24,8 @@ from dreamjourney.models.video_common import (
     at_model_size,
     check_requested_size,
     native_grid,
-    pipeline_frames,
+    sample_frames,
     set_flow_shift,
-    step_callback,
     to_pil,
 )
 from dreamjourney.models.weights import MemoryOptions, ModelStore, resolve_weights
@@ -182,20 +181,17 @@ class I2VAnimator:
             extra["max_sequence_length"] = pipe.transformer.config.max_text_seq_length
 
         def generate(frames: Tensor, _: Tensor) -> Tensor:
-            out = pipe(
-                image=to_pil(frames[0]),
+            return sample_frames(
+                pipe,
+                self,
                 prompt=prompt,
-                negative_prompt=self.negative_prompt,
+                generator=generator,
+                progress=progress,
+                image=to_pil(frames[0]),
                 height=size[0],
                 width=size[1],
                 num_frames=count,
-                num_inference_steps=self.num_inference_steps,
-                guidance_scale=self.guidance_scale,
-                generator=generator,
-                output_type="pt",
-                callback_on_step_end=step_callback(progress, self.num_inference_steps),
                 **extra,
             )
-            return pipeline_frames(out).cpu()
 
         return at_model_size(generate, image[None].float().cpu(), size, slice(0, num_frames))

@@ -371,7 +371,10 @@ class OpenAICaptioner:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 reply = json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")[:200].replace("\n", " ")
+            detail = exc.read().decode("utf-8", "replace")
+            if self.api_key:  # servers may quote the key they refused
+                detail = detail.replace(self.api_key, "[api_key]")
+            detail = detail[:200].replace("\n", " ")
             raise InputError(
                 f"HTTP {exc.code} from {url}: {detail}", field="captioner.base_url"
             ) from None

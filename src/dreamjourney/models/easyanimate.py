@@ -17,10 +17,9 @@ from torch import Tensor
 
 from dreamjourney.models.protocols import CompletionContext, Progress
 from dreamjourney.models.video_common import (
-    pipeline_frames,
     resize_masks,
     resize_video,
-    step_callback,
+    sample_frames,
     valid_frame_count,
     working_size,
 )
@@ -96,21 +95,19 @@ class _EasyAnimate:
             torch.cat([video, video[-1:].expand(extra, -1, -1, -1)]), work_h, work_w
         )
         mask = resize_masks(torch.cat([known, known[-1:].expand(extra, -1, -1)]), work_h, work_w)
-        out = pipe(
+        out = sample_frames(
+            pipe,
+            self,
             prompt=prompt,
-            negative_prompt=self.negative_prompt,
+            generator=generator,
+            progress=progress,
             video=clip.permute(1, 0, 2, 3)[None],
             mask_video=(~mask).float()[None, None] * 255,
             num_frames=count,
             height=work_h,
             width=work_w,
-            num_inference_steps=self.num_inference_steps,
-            guidance_scale=self.guidance_scale,
-            generator=generator,
-            output_type="pt",
-            callback_on_step_end=step_callback(progress, self.num_inference_steps),
         )
-        return resize_video(pipeline_frames(out)[:total].cpu(), height, width)
+        return resize_video(out[:total], height, width)
 
 
 class EasyAnimateCompleter(_EasyAnimate):

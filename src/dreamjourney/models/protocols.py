@@ -51,14 +51,21 @@ class CompletionContext:
     """What a completer may use besides the frames.
 
     cameras: the `T` cameras of the clip.
-    rerender: given the completed last frame `(3,H,W)`, lift it into a copy of the world and
-        render all `T` cameras again: returns frames `(T,3,H,W)` and known masks `(T,H,W)`.
+    depths: `(T,H,W)` z-depth of the world's render of each frame (0 on holes), if known.
+    keyframes: the frames the pipeline lifts into the world after completion, in the order
+        it lifts them.
+    rerender: given a frame index `t` and that frame completed `(3,H,W)`, lift it into the
+        pipeline's copy of the world (each call adds to what earlier calls lifted) and render
+        all `T` cameras again: returns frames `(T,3,H,W)`, known masks `(T,H,W)` and z-depth
+        `(T,H,W)`. The pipeline reuses that lift when it later lifts the same frame unchanged.
     start_view: the complete view `(3,H,W)` the clip continues from (the frame shown just
         before its first frame), or None.
     """
 
     cameras: Cameras
-    rerender: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
+    depths: Tensor | None = None
+    keyframes: tuple[int, ...] = ()
+    rerender: Callable[[int, Tensor], tuple[Tensor, Tensor, Tensor]] | None = None
     start_view: Tensor | None = None
 
 

@@ -24,12 +24,18 @@ replaces the spec. `animator = "none"` switches stage II off. Nothing is loaded 
 backend loads its weights on first use (`Backends.check_weights()` finds them all up front).
 The backends of one set share a `ModelStore`: a model two roles name is loaded once (with
 the memory options of both merged), and pipelines with the same text encoder share it.
+
+Options that hold credentials (`api_key`, and any named with `secret`, `password` or a `token`
+word, see `is_secret`) reach their backend and nothing else: they are left out of
+`Backends.info`, so no manifest, run identity, log or error made from it carries them, and a
+run resumes after its key changes.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +59,18 @@ pipeline one sub-model at a time), `sequential` moves a diffusion pipeline's wei
 layer (slowest, least memory)."""
 
 _Spec = dict[str, Any]
+_SECRET = re.compile(r"api_?key|secret|password|passwd|(^|_)token(_|$)", re.IGNORECASE)
+
+
+def is_secret(option: str) -> bool:
+    """Whether a backend option holds a credential (`api_key`, `hf_token`, `client_secret`,
+    `password`, ...; not `max_new_tokens`): it is never written anywhere."""
+    return bool(_SECRET.search(option))
+
+
+def public_spec(spec: _Spec) -> _Spec:
+    """`spec` without its credentials (see `is_secret`), for manifests and messages."""
+    return {k: v for k, v in spec.items() if not is_secret(k)}
 
 
 @dataclass(frozen=True)
@@ -261,7 +279,9 @@ def _spec(value: Any, role: str) -> _Spec:
         return {"name": value}
     if isinstance(value, dict):
         return dict(value)
-    raise InputError(f"expected a backend name or a table of options, got {value!r}", field=role)
+    raise InputError(
+        f"expected a backend name or a table of options, got a {type(value).__name__}", field=role
+    )
 
 
 def _build(
@@ -402,7 +422,7 @@ def _build_backends(
         "preset": chosen,
         "device": str(device),
         "dtype": None if dtype is None else str(dtype).replace("torch.", ""),
-        "roles": specs,
+        "roles": {r: None if s is None else public_spec(s) for r, s in specs.items()},
         "is_noise": any(m.startswith(TINY_PREFIX) for m in models),
     }
     return Backends(

@@ -21,9 +21,8 @@ from dreamjourney.models.video_common import (
     ClipGrid,
     at_model_size,
     pad_clip,
-    pipeline_frames,
+    sample_frames,
     set_flow_shift,
-    step_callback,
     to_pil,
     valid_frame_count,
 )
@@ -113,21 +112,18 @@ class VaceCompleter:
 
         def generate(clip: Tensor, clip_known: Tensor) -> Tensor:
             mask_images = [Image.fromarray((~m).numpy().astype("uint8") * 255) for m in clip_known]
-            out = pipe(
+            return sample_frames(
+                pipe,
+                self,
+                prompt=prompt,
+                generator=generator,
+                progress=progress,
                 video=[to_pil(f) for f in clip],
                 mask=mask_images,
-                prompt=prompt,
-                negative_prompt=self.negative_prompt,
                 height=size[0],
                 width=size[1],
                 num_frames=count,
-                num_inference_steps=self.num_inference_steps,
-                guidance_scale=self.guidance_scale,
-                generator=generator,
-                output_type="pt",
-                callback_on_step_end=step_callback(progress, self.num_inference_steps),
             )
-            return pipeline_frames(out).cpu()
 
         result = at_model_size(generate, video, size, slice(0, total), masks=known)
         return torch.where(masks[:, None], frames, result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -215,6 +215,39 @@ def pipeline_frames(output: Any) -> Tensor:
     frames = output.frames
     frames = frames[0] if isinstance(frames, (list, tuple)) or frames.ndim == 5 else frames
     return torch.as_tensor(frames).float().clamp(0, 1)
+
+
+class SamplerSettings(Protocol):
+    """The sampler settings every diffusers-backed video model keeps."""
+
+    negative_prompt: str
+    num_inference_steps: int
+    guidance_scale: float
+
+
+def sample_frames(
+    pipe: Any,
+    settings: SamplerSettings,
+    *,
+    prompt: str,
+    generator: torch.Generator | None,
+    progress: Progress | None,
+    **inputs: Any,
+) -> Tensor:
+    """Call the diffusers video pipeline `pipe` on `inputs` (its clip, mask, image, size and
+    frame-count arguments) with the prompt and `settings`' sampler settings, reporting each step
+    to `progress`; returns its frames `(T,3,H,W)` float in [0,1] on the CPU."""
+    out = pipe(
+        prompt=prompt,
+        negative_prompt=settings.negative_prompt,
+        num_inference_steps=settings.num_inference_steps,
+        guidance_scale=settings.guidance_scale,
+        generator=generator,
+        output_type="pt",
+        callback_on_step_end=step_callback(progress, settings.num_inference_steps),
+        **inputs,
+    )
+    return pipeline_frames(out).cpu()
 
 
 def step_callback(progress: Progress | None, total: int) -> Any:

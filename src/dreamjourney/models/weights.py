@@ -84,28 +84,32 @@ def find_weights(model: str) -> Path | None:
         return None
 
 
-def _missing(model: str, role: str, detail: str = "") -> MissingWeightsError:
+def _missing(
+    model: str, role: str, detail: str = "", option: str | None = None
+) -> MissingWeightsError:
+    option = option or f"[{role}] model"
     local = Path(model).expanduser()
     if _looks_local(model) or local.exists():
         msg = (
             f"weights for the {role} model not found in the local directory {local}{detail}; "
             "put the model's files there (on a machine with internet: `huggingface-cli download "
-            f"<hub id> --local-dir {local}`) or set [{role}] model to another directory or a hub id"
+            f"<hub id> --local-dir {local}`) or set {option} to another directory or a hub id"
         )
     else:
         msg = (
             f"weights for the {role} model {model!r} not found: looked for a local directory {local} "
             f"and in the Hugging Face cache {hf_cache_dir()}{detail}; download them on a machine with "
             f"internet (`huggingface-cli download {model}`) and copy the cache to {hf_cache_dir()}, or "
-            f'set a local directory in a config (`[{role}] model = "/path/to/{model.rsplit("/", 1)[-1]}"`)'
+            f'set a local directory in a config (`{option} = "/path/to/{model.rsplit("/", 1)[-1]}"`)'
         )
     return MissingWeightsError(msg, field=role)
 
 
-def resolve_weights(model: str, *, role: str) -> Path:
+def resolve_weights(model: str, *, role: str, option: str | None = None) -> Path:
     """The local directory of `model` (building a `tiny:` model on first use).
 
-    Raises `MissingWeightsError` naming the model, the places searched and how to get it.
+    Raises `MissingWeightsError` naming the model, the places searched and how to get it;
+    `option` is the config setting that names the model (default `[role] model`).
     """
     if model.startswith(TINY_PREFIX):
         from dreamjourney.models.tiny import BUILDERS, ensure_tiny
@@ -118,13 +122,16 @@ def resolve_weights(model: str, *, role: str) -> Path:
         return ensure_tiny(name)
     found = find_weights(model)
     if found is None:
-        raise _missing(model, role)
+        raise _missing(model, role, option=option)
     return found
 
 
-def load_pretrained(cls: Any, model: str, *, role: str, **kwargs: Any) -> Any:
-    """`cls.from_pretrained(local_dir, **kwargs)` for `model`, with missing files as a clear error."""
-    path = resolve_weights(model, role=role)
+def load_pretrained(
+    cls: Any, model: str, *, role: str, option: str | None = None, **kwargs: Any
+) -> Any:
+    """`cls.from_pretrained(local_dir, **kwargs)` for `model`, with missing files as a clear error
+    (`option`: see `resolve_weights`). Never downloads."""
+    path = resolve_weights(model, role=role, option=option)
     try:
         return cls.from_pretrained(str(path), **kwargs)
     except OSError as exc:
@@ -134,8 +141,10 @@ def load_pretrained(cls: Any, model: str, *, role: str, **kwargs: Any) -> Any:
             or _looks_local(model)
             or Path(model).expanduser().exists()
         ):
-            raise _missing(str(path), role, f" (loading failed: {first})") from exc
-        raise _missing(model, role, f" (the cached copy {path} is incomplete: {first})") from exc
+            raise _missing(str(path), role, f" (loading failed: {first})", option) from exc
+        raise _missing(
+            model, role, f" (the cached copy {path} is incomplete: {first})", option
+        ) from exc
 
 
 @dataclass

@@ -27,6 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
 from dreamjourney.camera import Cameras
+from dreamjourney.data.types import depth_scale
 from dreamjourney.errors import InputError, MissingWeightsError
 from dreamjourney.models.anyview.conditioning import PluckerLayout, ray_maps
 from dreamjourney.models.anyview.transformer import AnyViewTransformer
@@ -250,8 +251,9 @@ class AnyViewNovelView:
 
     Frames are resized to the nearest size the model takes (and cameras with them), the clip
     is padded to a frame count the VAE takes by repeating its last frame, and the result is cut
-    and resized back to the target cameras' size. The scene scale is the median positive input
-    depth when depth is given, else `scene_scale`.
+    and resized back to the target cameras' size. The scene scale is the median positive depth
+    of the first input frame when depth is given (as training data defines it, see
+    `dreamjourney.data.types.depth_scale`), else `scene_scale`.
     """
 
     def __init__(
@@ -293,9 +295,7 @@ class AnyViewNovelView:
         video = F.interpolate(
             input_frames[index], size=(h_in, w_in), mode="bilinear", antialias=True
         )
-        scale = self.scene_scale
-        if input_depth is not None and bool((input_depth > 0).any()):
-            scale = float(input_depth[input_depth > 0].median())
+        scale = depth_scale(input_depth) or self.scene_scale
         out = self.pipeline(
             video.clamp(0, 1),
             input_cameras[index.tolist()].resize(w_in, h_in),
@@ -304,7 +304,11 @@ class AnyViewNovelView:
             num_inference_steps=self.num_inference_steps,
             generator=torch.Generator().manual_seed(self.seed),
         )
-        assert isinstance(out, AnyViewPipelineOutput) and isinstance(out.frames, Tensor)
+        if not isinstance(out, AnyViewPipelineOutput) or not isinstance(out.frames, Tensor):
+            raise TypeError(
+                f"{type(self.pipeline).__name__} returned {type(out).__name__}, expected "
+                "AnyViewPipelineOutput with a tensor of frames"
+            )
         frames = out.frames[:t]
         size = (target_cameras.height, target_cameras.width)
         if frames.shape[-2:] != size:
@@ -363,9 +367,13 @@ def learned_method(
     preset: str = "offline",
     num_inference_steps: int = 30,
     seed: int = 0,
+    scene_scale: float = 1.0,
     device: str = "cpu",
 ) -> AnyViewNovelView:
-    """The benchmark method "learned" (`dreamjourney.pipelines.novel_view.METHODS`):
-    `load_anyview_pipeline(model, preset=...)` wrapped in `AnyViewNovelView`."""
+    """The learned method of the benchmark (`dreamjourney.pipelines.novel_view.METHODS`) and of
+    `dreamjourney anyview --method learned`: `load_anyview_pipeline(model, preset=...)` wrapped
+    in `AnyViewNovelView` (`scene_scale` serves inputs without depth)."""
     pipe = load_anyview_pipeline(model, preset=preset, device=device)
-    return AnyViewNovelView(pipe, num_inference_steps=num_inference_steps, seed=seed)
+    return AnyViewNovelView(
+        pipe, num_inference_steps=num_inference_steps, seed=seed, scene_scale=scene_scale
+    )

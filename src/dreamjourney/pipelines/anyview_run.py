@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from dreamjourney.camera import Cameras
+from dreamjourney.data.types import depth_scale
 from dreamjourney.models.registry import Backends
 from dreamjourney.pipelines.anyview_geometry import AnyViewGeometryOutput, AnyViewGeometryPipeline
 
@@ -38,8 +39,7 @@ class AnyViewInput:
     @property
     def scene_scale(self) -> float:
         """The median depth of frame 0 (1 when it has none): what a preset path moves by."""
-        valid = self.first_depth[self.first_depth > 0]
-        return float(valid.median()) if valid.numel() else 1.0
+        return depth_scale(self.first_depth) or 1.0
 
 
 def prepare_input(

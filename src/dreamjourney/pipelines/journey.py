@@ -36,7 +36,7 @@ from dreamjourney.camera import Cameras
 from dreamjourney.camera.formats import load_cameras, save_cameras
 from dreamjourney.camera.path_fit import PathFit, fit_path
 from dreamjourney.camera.trajectories import PRESETS as TRAJECTORY_PRESETS
-from dreamjourney.camera.trajectories import make_trajectory, resolve_trajectory
+from dreamjourney.camera.trajectories import keep_clear, make_trajectory, resolve_trajectory
 from dreamjourney.errors import InputError, warn_input
 from dreamjourney.io.atomic import atomic_write_text
 from dreamjourney.io.images import default_size, fit_image, load_image, save_image
@@ -50,6 +50,8 @@ from dreamjourney.scene.raster import BLANK_HOLES, blank_frames
 
 # Below this share of known pixels a frame's depth is scaled to the scene instead of aligned.
 MIN_KNOWN_FRACTION = 0.02
+# A frame's depth is aligned on at most this many of its known pixels (cost: see align_depth).
+ALIGN_SAMPLES = 20_000
 # A pixel moved in stage II when any channel changed by more than this.
 MOTION_THRESHOLD = 0.08
 # Aligned depth is clamped to this factor beyond the known depths of the view (their 2nd and
@@ -92,7 +94,7 @@ class JourneyConfig:
     height: int = 384
     fov_deg: float | None = None
     fps: float = 24.0
-    lift_stride: int = 4
+    lift_stride: int = 8
     max_points: int = 2_000_000
 
 
@@ -412,30 +414,41 @@ class JourneyPipeline:
             if index > 0
             else first_camera(config, file_cameras, manifest.fov_deg)
         )
+        world = World.load(run.world_state_path(index))
         # the complete view the clip continues from, as the video shows it (read back from disk
         # so that a resumed run sees the same pixels)
         start_view = photo if previous is None else _last_frame(run, previous, config)
-        cameras = self._segment_cameras(index, config, start_camera, file_cameras, seed)
+        cameras = self._segment_cameras(index, config, start_camera, file_cameras, seed, world)
         times = (first_frame + 1 + torch.arange(len(cameras))) / config.fps
         cameras = cameras.with_times(times)
-        world = World.load(run.world_state_path(index))
         added = 0
         prompt_in = config.prompt or (previous.prompt if previous else manifest.input_prompt) or ""
         folder = run.segment_dir(index)
 
         # ---- stage I: render, complete, lift
         rendered = world.render(cameras)
-        lifted: dict[str, Tensor] = {}
+        keyframes = lift_schedule(len(cameras), config.lift_stride)
+        # the completer may lift keyframes into a copy of the world as it fills them; the
+        # same lifts are then made in the world itself (the copy is what they give)
+        trial = copy.deepcopy(world)
+        lifted: dict[int, tuple[Tensor, Tensor]] = {}
+        current = rendered
 
-        def rerender(last: Tensor) -> tuple[Tensor, Tensor]:
-            trial = copy.deepcopy(world)
-            lifted["frame"] = last
-            lifted["depth"] = self._aligned_depth(last, rendered.depth[-1], rendered.mask[-1])
-            trial.add_frame(last, lifted["depth"], cameras[-1], time=float(times[-1]))
-            out = trial.render(cameras)
-            return out.image, out.mask
+        def rerender(i: int, frame: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            nonlocal current
+            depth = self._aligned_depth(frame, current.depth[i], current.mask[i])
+            trial.add_frame(frame, depth, cameras[i], time=float(times[i]))
+            lifted[i] = (frame, depth)
+            current = trial.render(cameras)
+            return current.image, current.mask, current.depth
 
-        context = CompletionContext(cameras=cameras, rerender=rerender, start_view=start_view)
+        context = CompletionContext(
+            cameras=cameras,
+            depths=rendered.depth,
+            keyframes=keyframes,
+            rerender=rerender,
+            start_view=start_view,
+        )
         completed = self._timed(
             "complete",
             lambda: self.backends.completer.complete(
@@ -455,12 +468,13 @@ class JourneyPipeline:
         )
         write_video(folder / "completed.mp4", completed, fps=config.fps)
         last = len(cameras) - 1
-        for i in [last, *range(last - config.lift_stride, -1, -config.lift_stride)]:
+        for i in keyframes:
             frame = completed[i]
-            if i == last and "frame" in lifted and torch.equal(lifted["frame"], frame):
-                depth = lifted["depth"]
+            if i in lifted and torch.equal(lifted[i][0], frame):
+                depth = lifted[i][1]
             else:
-                depth = self._aligned_depth(frame, rendered.depth[i], rendered.mask[i])
+                target = world.render(cameras[i])
+                depth = self._aligned_depth(frame, target.depth[0], target.mask[0])
             added += world.add_frame(frame, depth, cameras[i], time=float(times[i]), new_only=True)
         t_stage1 = time.perf_counter() - t_start
 
@@ -529,7 +543,11 @@ class JourneyPipeline:
         start: Cameras,
         file_cameras: Cameras | None,
         seed: int,
+        world: World,
     ) -> Cameras:
+        """The segment's cameras: the file's next ones, or the preset continued from `start`;
+        a preset that flies towards what it sees is shortened where it would pass through the
+        nearest surface of the world ahead (`keep_clear`)."""
         n = config.frames_per_segment
         if file_cameras is not None:
             return file_cameras[1 + index * n : 1 + (index + 1) * n]
@@ -546,6 +564,8 @@ class JourneyPipeline:
             fps=config.fps,
             **config.trajectory_options,
         )
+        if TRAJECTORY_PRESETS[config.trajectory].approaches:
+            path = keep_clear(path, world.render(path[0]).depth[0])
         return path[1:]
 
     # ================================================================= geometry helpers
@@ -564,7 +584,9 @@ class JourneyPipeline:
             scale = self._scene_scale / float(valid.median()) if valid.numel() else 1.0
             aligned = pred * scale
         else:
-            aligned = align_depth(pred, target, known, space=estimate.space).aligned
+            aligned = align_depth(
+                pred, target, known, space=estimate.space, max_samples=ALIGN_SAMPLES
+            ).aligned
         return self._plausible(aligned, target, known)
 
     def _plausible(self, depth: Tensor, target: Tensor, known: Tensor) -> Tensor:
@@ -643,6 +665,12 @@ class JourneyPipeline:
             title=f"journey: {len(records)} segments, {count} frames",
         )
         return count
+
+
+def lift_schedule(num_frames: int, stride: int) -> tuple[int, ...]:
+    """The frames of a segment lifted into the world, in order: every `stride`-th frame
+    counted back from the last, earliest first (e.g. 16 frames, stride 4: 3, 7, 11, 15)."""
+    return tuple(range((num_frames - 1) % stride, num_frames, stride))
 
 
 def first_camera(

@@ -32,7 +32,12 @@ class DepthAlignment:
 
 
 def align_depth(
-    pred: Tensor, target: Tensor, mask: Tensor, *, space: str = "depth"
+    pred: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    *,
+    space: str = "depth",
+    max_samples: int | None = None,
 ) -> DepthAlignment:
     """Fit `pred` to `target` on `mask` with a robust scale and shift.
 
@@ -46,6 +51,9 @@ def align_depth(
         mask: (H, W) bool, pixels that may be used (e.g. known pixels of the render).
         space: "depth" fits target = s * pred + t; "disparity" fits 1/target = s / pred + t,
             the natural space of relative (affine-invariant disparity) depth models.
+        max_samples: fit on at most this many of the usable pixels, evenly spaced in
+            row-major order (the fit's cost grows with the pixel count; two numbers do not
+            need a whole frame of them). None: all of them.
     Returns:
         DepthAlignment; `aligned` is z-depth in both spaces.
     """
@@ -60,6 +68,12 @@ def align_depth(
     valid = mask.bool() & (pred64 > 0) & (target64 > 0) & pred64.isfinite() & target64.isfinite()
     if int(valid.sum()) < 2:
         raise ValueError("align_depth: fewer than two valid pixels to fit")
+    if max_samples is not None and int(valid.sum()) > max_samples:
+        index = valid.reshape(-1).nonzero()[:, 0]
+        stride = -(-len(index) // max(max_samples, 2))
+        valid = torch.zeros_like(valid.reshape(-1))
+        valid[index[::stride]] = True
+        valid = valid.reshape(mask.shape)
     x_map = pred64 if space == "depth" else 1.0 / pred64.clamp_min(1e-12)
     y_map = target64 if space == "depth" else 1.0 / target64.clamp_min(1e-12)
     x, y = x_map[valid], y_map[valid]

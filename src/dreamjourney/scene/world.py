@@ -107,7 +107,7 @@ class World:
                 take |= dynamic
         new = unproject(image, depth, camera, mask=take, time=time)
         if self.voxel_size is not None and len(new):
-            new = new[self._unoccupied(new.points)]
+            new = new[self._unoccupied(new.points, self.voxel_size)]
         self.cloud = PointCloud.cat([self.cloud, new])
         if len(self) > self.max_points:
             self._evict(camera, time)
@@ -126,17 +126,17 @@ class World:
         drop = inside & dynamic.reshape(-1)[pix] & (z <= limit)
         self.cloud = self.cloud[~drop]
 
-    def _voxel_keys(self, points: Tensor) -> Tensor:
-        assert self.voxel_size is not None
-        cells = torch.floor(points / self.voxel_size).long()
+    @staticmethod
+    def _voxel_keys(points: Tensor, voxel_size: float) -> Tensor:
+        cells = torch.floor(points / voxel_size).long()
         # 21 bits per axis: unique within +-1M cells of the origin
         cells = cells.clamp(-(2**20), 2**20 - 1) + 2**20
         return (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
 
-    def _unoccupied(self, points: Tensor) -> Tensor:
+    def _unoccupied(self, points: Tensor, voxel_size: float) -> Tensor:
         """(P,) bool: the first new point of each voxel that no world point occupies yet."""
-        keys = self._voxel_keys(points)
-        free = ~torch.isin(keys, self._voxel_keys(self.cloud.points))
+        keys = self._voxel_keys(points, voxel_size)
+        free = ~torch.isin(keys, self._voxel_keys(self.cloud.points, voxel_size))
         _, inverse = torch.unique(keys, return_inverse=True)
         first = torch.full((int(inverse.max()) + 1,), len(keys), device=keys.device)
         first.scatter_reduce_(0, inverse, torch.arange(len(keys), device=keys.device), "amin")

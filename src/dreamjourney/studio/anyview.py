@@ -72,7 +72,8 @@ def write_preview(inp: AnyViewInput, target: Cameras, out: Path) -> list[float]:
     returns the share of hole pixels of every frame."""
     from dreamjourney.camera.formats import save_cameras
 
-    assert inp.depth is not None  # prepare_input estimates every frame's
+    if inp.depth is None:
+        raise ValueError("the warp needs every frame's depth (prepare_input(every_frame=True))")
     render, mask = AnyViewGeometryPipeline.warp(inp.clip, inp.cameras, target, inp.depth)
     for t in range(len(render)):
         save_image(out / "frames" / f"{t:06d}.png", render[t])

@@ -244,18 +244,16 @@ class Studio:
 
     def size(self) -> tuple[int, int]:
         """The run's (width, height)."""
-        s = self.settings
-        if s.input is None:
-            raise InputError("open a photo or a video first", field="input")
-        if self.kind() == "video":
+        if self.settings.input is not None and self.kind() == "video":
             clip = self._video_input().clip
             return clip.shape[-1], clip.shape[-2]
         photo = self._photo()
         w, h = default_size(photo.shape[2], photo.shape[1])
-        return s.width or w, s.height or h
+        return self.settings.width or w, self.settings.height or h
 
     def _photo(self) -> torch.Tensor:
-        assert self.settings.input is not None
+        if self.settings.input is None:
+            raise InputError("open a photo or a video first", field="input")
         return load_image(self._input_path(self.settings.input))
 
     def pipeline(self) -> JourneyPipeline:

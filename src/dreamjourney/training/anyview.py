@@ -6,12 +6,14 @@ target x0, noise n and sigma in (0, 1), the model sees x = (1 - sigma) x0 + sigm
 predicts n - x0 (the velocity `FlowMatchEulerDiscreteScheduler` integrates at sampling time).
 
 Output directory: `checkpoints/step-NNNNNNN/` (accelerate state: model, optimizer, LR schedule,
-EMA, step counter, RNG), `logs/` (TensorBoard), and `pipeline/` (the final `AnyViewPipeline`,
-EMA weights when EMA is on) that `AnyViewPipeline.from_pretrained` loads.
+RNG; ours: step counter and EMA, see `dreamjourney.training.checkpoint`), `logs/` (TensorBoard),
+and `pipeline/` (the final `AnyViewPipeline`, EMA weights when EMA is on) that
+`AnyViewPipeline.from_pretrained` loads.
 """
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -26,12 +28,20 @@ from torch.utils.data import DataLoader
 
 from dreamjourney.errors import InputError
 from dreamjourney.models.anyview.transformer import AnyViewTransformer
+from dreamjourney.models.weights import load_pretrained
 from dreamjourney.pipelines.anyview_learned import AnyViewPipeline
+from dreamjourney.training.checkpoint import (
+    TrainerState,
+    checkpoint_dir,
+    list_checkpoints,
+    load_ema,
+    read_trainer_state,
+    save_trainer_state,
+)
 from dreamjourney.training.config import ModelConfig, SourceConfig, TrainConfig
 from dreamjourney.training.data import ClipDataset, SceneLike, load_source_scenes
 
 SceneLoader = Callable[[SourceConfig], Sequence[SceneLike]]
-CHECKPOINT_PREFIX = "step-"
 
 
 @dataclass
@@ -49,19 +59,6 @@ class TrainResult:
     clips: int = 0
 
 
-@dataclass
-class _StepCounter:
-    """The optimizer step, saved and restored with the accelerate state."""
-
-    step: int = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
-
-
 def build_pipeline(config: ModelConfig) -> AnyViewPipeline:
     """A fresh pipeline: transformer (random, or from a Wan transformer), scheduler, frozen VAE."""
     from diffusers import AutoencoderKLCogVideoX, AutoencoderKLWan
@@ -72,7 +69,13 @@ def build_pipeline(config: ModelConfig) -> AnyViewPipeline:
     vae: Any = None
     if config.vae is not None:
         vae_cls: Any = AutoencoderKLWan if config.vae.kind == "wan" else AutoencoderKLCogVideoX
-        vae = vae_cls.from_pretrained(config.vae.path, subfolder=config.vae.subfolder)
+        vae = load_pretrained(
+            vae_cls,
+            config.vae.path,
+            role="VAE",
+            option="[model.vae] path",
+            subfolder=config.vae.subfolder,
+        )
         vae.requires_grad_(False).eval()
     in_channels = 3
     if vae is not None:
@@ -153,21 +156,30 @@ def _flat_hparams(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _checkpoints(root: Path) -> list[Path]:
-    found = [p for p in root.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
-
-
-def _resume_dir(config: TrainConfig, ckpt_root: Path) -> Path | None:
+def _resume_from(config: TrainConfig, ckpt_root: Path) -> tuple[Path, TrainerState] | None:
+    """The checkpoint to resume from and its state (None: a fresh start)."""
     if config.resume is None:
         return None
     if config.resume == "latest":
-        found = _checkpoints(ckpt_root)
-        return found[-1] if found else None
-    path = Path(config.resume)
-    if not path.is_dir():
-        raise InputError("no such checkpoint directory", source=path, field="resume")
-    return path
+        found = list_checkpoints(ckpt_root)
+        if not found:
+            return None
+        path = found[-1]
+    else:
+        path = Path(config.resume)
+        if not path.is_dir():
+            raise InputError("no such checkpoint directory", source=path, field="resume")
+    return path, read_trainer_state(path)
+
+
+def _load_accelerate_state(accelerator: Any, path: Path) -> None:
+    """accelerate's part of a checkpoint (model, optimizer, LR schedule, RNG), loaded with
+    `weights_only=True`; a file it refuses or a model of another shape is an `InputError`."""
+    try:
+        accelerator.load_state(str(path))
+    except (pickle.UnpicklingError, OSError, RuntimeError, KeyError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"cannot load the checkpoint: {first}", source=path) from exc
 
 
 def _plugins(config: TrainConfig) -> dict[str, Any]:
@@ -237,7 +249,7 @@ def train_anyview(
 
     out = Path(config.output_dir)
     ckpt_root = out / "checkpoints"
-    resume_dir = _resume_dir(config, ckpt_root)
+    resume = _resume_from(config, ckpt_root)
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision if cuda else "no",
@@ -293,8 +305,7 @@ def train_anyview(
         "constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps
     )
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    counter = _StepCounter()
-    accelerator.register_for_checkpointing(counter)
+    names = [name for name, _ in accelerator.unwrap_model(model).named_parameters()]
     ema = None
     if config.ema.enabled:
         ema = EMAModel(
@@ -305,10 +316,12 @@ def train_anyview(
             model_config=accelerator.unwrap_model(model).config,
         )
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
-    if resume_dir is not None:
-        accelerator.load_state(str(resume_dir))
-    start = counter.step
+    start = 0
+    if resume is not None:
+        _load_accelerate_state(accelerator, resume[0])
+        if ema is not None:
+            load_ema(resume[0], resume[1], ema, names, accelerator.device)
+        start = resume[1].step
 
     # Each optimizer step consumes `per_step` clips over all processes; clip indices continue
     # where the checkpoint stopped, interleaved across processes.
@@ -373,7 +386,6 @@ def train_anyview(
         if not accelerator.sync_gradients:
             continue
         step += 1
-        counter.step = step
         if ema is not None:
             ema.step(model.parameters())
         losses.append(accumulated)
@@ -391,10 +403,13 @@ def train_anyview(
             progress(step, config.steps, accumulated)
         accumulated = 0.0
         if step % config.checkpoint_every == 0 or step == config.steps:
-            accelerator.save_state(str(ckpt_root / f"{CHECKPOINT_PREFIX}{step:07d}"))
-            if accelerator.is_main_process and config.checkpoints_total_limit is not None:
-                for old in _checkpoints(ckpt_root)[: -config.checkpoints_total_limit]:
-                    shutil.rmtree(old)
+            saved = checkpoint_dir(ckpt_root, step)
+            accelerator.save_state(str(saved))
+            if accelerator.is_main_process:
+                save_trainer_state(saved, step, ema, names)
+                if config.checkpoints_total_limit is not None:
+                    for old in list_checkpoints(ckpt_root)[: -config.checkpoints_total_limit]:
+                        shutil.rmtree(old)
         if step % config.validate_every == 0 or step == config.steps:
             validate(step)
     loop_seconds = time.perf_counter() - t_loop
@@ -414,7 +429,7 @@ def train_anyview(
         val_losses=val_losses,
         pipeline=pipe,
         pipeline_dir=pipe_dir,
-        resumed_from=resume_dir,
+        resumed_from=None if resume is None else resume[0],
         seconds=loop_seconds,
         clips=(step - start) * per_step,
     )

@@ -46,16 +46,15 @@ def load_source_scenes(source: SourceConfig) -> list[SceneLike]:
     folder of scenes or a folder of such folders, in any layout `load_any_scene` reads)."""
     from dreamjourney.data import find_scenes, load_any_scene, synth_scene
 
-    if source.synthetic is not None:
-        s = source.synthetic
-        return [
-            synth_scene(
-                s.seed + i, cameras=s.cameras, frames=s.frames, width=s.width, height=s.height
-            )
-            for i in range(s.count)
-        ]
-    assert source.path is not None
-    return [load_any_scene(directory) for _, directory in find_scenes(Path(source.path))]
+    if source.path is not None:
+        return [load_any_scene(directory) for _, directory in find_scenes(Path(source.path))]
+    s = source.synthetic
+    if s is None:
+        raise InputError("give exactly one of 'path' and 'synthetic'", field=f"data.{source.name}")
+    return [
+        synth_scene(s.seed + i, cameras=s.cameras, frames=s.frames, width=s.width, height=s.height)
+        for i in range(s.count)
+    ]
 
 
 def check_scenes(source: SourceConfig, scenes: Sequence[SceneLike], frames: int) -> None:

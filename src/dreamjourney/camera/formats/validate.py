@@ -26,6 +26,14 @@ def read_json(path: Path) -> Any:
         raise InputError(f"not valid JSON ({exc})", source=path) from None
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object (dict) in the file at `path`; anything else is an `InputError`."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise InputError("must be a JSON object", source=path)
+    return data
+
+
 def check_matrix(value: Any, shape: tuple[int, int], path: Path, field: str) -> Tensor:
     """A nested list (or flat list of the right length) -> finite float64 tensor of `shape`."""
     try:

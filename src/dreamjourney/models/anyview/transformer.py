@@ -33,6 +33,8 @@ from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
+from dreamjourney.models.weights import load_pretrained
+
 STREAMS = ("input", "target")
 
 
@@ -234,14 +236,21 @@ class AnyViewTransformer(ModelMixin, ConfigMixin):  # type: ignore[misc]
         Wan's text cross-attention has no counterpart and is dropped.
 
         Args:
-            wan: a loaded WanTransformer3DModel, or a hub id / local path for `from_pretrained`.
+            wan: a loaded WanTransformer3DModel, or a local directory or hub id already in the
+                local cache (`dreamjourney.models.weights.load_pretrained`: never downloads).
             subfolder: e.g. "transformer" when `wan` is a whole pipeline's directory.
         """
         source_model: Any = wan
         if not isinstance(wan, nn.Module):
             from diffusers import WanTransformer3DModel
 
-            source_model = WanTransformer3DModel.from_pretrained(wan, subfolder=subfolder)
+            source_model = load_pretrained(
+                WanTransformer3DModel,
+                str(wan),
+                role="Wan transformer",
+                option="[model] pretrained_wan",
+                subfolder=subfolder,
+            )
         wc = source_model.config
         config = {
             "in_channels": wc.out_channels or wc.in_channels,
