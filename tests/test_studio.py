@@ -32,6 +32,7 @@ import torch
 
 from dreamjourney.camera.formats import load_cameras
 from dreamjourney.cli import main
+from dreamjourney.io.images import load_image
 from dreamjourney.io.video import read_video, write_video
 
 STUDIO_EXTRA = "the studio extra is not installed (pip install -e '.[studio]')"
@@ -308,7 +309,7 @@ def test_the_page_from_photo_to_results(server, browser, tmp_path):
     # of 8 frames
     for selector, value in [("#width", 128), ("#height", 96), ("#segments", 2), ("#frames", 8)]:
         set_value(page, selector, value)
-    page.click("#example")
+    page.click("#example-photo")
     page.wait_for_function(
         "document.querySelector('#path-summary').textContent.startsWith('17 cameras at 128x96')"
     )
@@ -433,13 +434,39 @@ def test_the_page_from_photo_to_results(server, browser, tmp_path):
     page.wait_for_function("!document.querySelector('#message').hidden")
     assert "broken.png: not a valid photo file" in page.text_content("#message")
     shot(page, "08-bad-upload")
+
+    # anyview: the example clip (its first 6 frames at 128x96) along the preset path, previewed
+    # and run; the result and the input beside it are shown
+    page.click("#mode-preset")
+    set_value(page, "#video_frames", 6)
+    page.click("#example-video")
+    page.wait_for_function(
+        "document.querySelector('#path-summary').textContent.startsWith("
+        "'6 target cameras at 128x96')"
+    )
+    assert page.is_hidden("#segments") and page.is_visible("#video_frames")
+    page.click("#preview-button")
+    page.wait_for_function("document.querySelectorAll('#hole-bars div').length === 6")
+    page.wait_for_function("document.querySelector('#preview-frame').naturalWidth === 128")
+    page.click("#run-button")
+    page.wait_for_function(
+        "/run clip-anyview-.*: done/.test(document.querySelector('#run-status').textContent)"
+    )
+    page.wait_for_function("document.querySelector('#side-video').readyState >= 2")
+    assert page.is_visible("#download-side") and page.is_hidden("#contact-sheet")
+    shot(page, "09-anyview", full_page=True)
     page.close()
 
 
 # ---------------------------------------------------------------------- runs over HTTP
+# segments of the run to cancel: a tiny segment takes a few ms, so many of them leave the test
+# time to catch the run after its first one on a busy machine
+SEGMENTS = 40
+
+
 def test_cancel_keeps_finished_segments_and_resume_finishes(server):
     assert server.json("POST", "/api/example")[0] == 200
-    settings(server, input="examples/garden.png", width=32, height=24, segments=12, frames=2,
+    settings(server, input="examples/garden.png", width=32, height=24, segments=SEGMENTS, frames=2,
              path={"mode": "preset", "preset": "pan-left"})  # fmt: skip
     status, run = server.json("POST", "/api/run")
     assert status == 200 and run["state"] in ("starting", "running"), run
@@ -451,11 +478,70 @@ def test_cancel_keeps_finished_segments_and_resume_finishes(server):
     run = server.wait_run(name, lambda r: r["state"] != "running" and not r["alive"])
     assert run["state"] == "cancelled", run
     done = run["segments_done"]
-    assert 1 <= done < 12, run
+    assert 1 <= done < SEGMENTS, run
     folder = server.workspace / "runs" / name
     assert not list(folder.rglob("*.tmp*")), "a cancelled run leaves no partial file"
     status, run = server.json("POST", f"/api/runs/{name}/resume")
     run = server.wait_run(name, lambda r: r["state"] in ("done", "failed") and not r["alive"])
-    assert run["state"] == "done" and run["segments_done"] == 12, run
+    assert run["state"] == "done" and run["segments_done"] == SEGMENTS, run
     frames, _ = read_video(folder / "video.mp4")
-    assert len(frames) == 12 * 2
+    assert len(frames) == SEGMENTS * 2
+
+
+def test_anyview_preview_and_run_are_the_commands(server, tmp_path, monkeypatch):
+    """A video opens in anyview mode: the preview is the warped input with its holes, the run
+    writes exactly what `dreamjourney anyview --method geometry` writes for the same path."""
+    status, opened = server.json("POST", "/api/example?kind=video")
+    assert (status, opened) == (200, {"path": "examples/clip.mp4", "kind": "video"})
+    state = settings(server, input="examples/clip.mp4", video_frames=6, width=None, height=None,
+                     path={"mode": "preset", "preset": "orbit", "options": {}, "keyframes": []})  # fmt: skip
+    path = state["path"]
+    assert (path["kind"], path["frames"], path["width"], path["height"], path["fps"]) == (
+        "video", 6, 192, 144, 12.0
+    )  # fmt: skip
+    assert path["world_points"] == 192 * 144  # frame 0 lifted, every pixel
+
+    status, preview = server.json("POST", "/api/preview")
+    assert status == 200, preview
+    assert (preview["frames"], preview["width"], preview["fps"]) == (6, 192, 12.0)
+    holes = preview["holes"]
+    assert holes[0] == 0.0  # the orbit starts at the input camera: nothing is missing;
+    assert min(holes[1:-1]) > 0.05 and holes[-1] == 0.0  # a full circle: back at the start
+    mask = load_image(server.workspace / preview["dir"] / "masks" / "000003.png", min_size=1)
+    assert float(1 - mask[0].mean()) == pytest.approx(holes[3], abs=1e-3)
+
+    status, answer = server.json("POST", "/api/keyframes", {"frame": 2})
+    assert status == 400 and "a video's target path is a trajectory preset" in answer["error"]
+
+    status, run = server.json("POST", "/api/run")
+    assert status == 200, run
+    run = server.wait_run(
+        run["name"], lambda r: r["state"] in ("done", "failed") and not r["alive"]
+    )
+    assert run["state"] == "done" and run["segments_done"] == 1, run
+    assert {"video.mp4", "side_by_side.mp4", "cameras.json"} <= set(run["results"])
+    folder = server.workspace / run["run"]
+
+    cli = tmp_path / "cli"
+    argv = ["dreamjourney", "anyview", str(server.workspace / "examples" / "clip.mp4"),
+            "-t", "orbit", "--frames", "6", "-o", str(cli), "-q"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with contextlib.suppress(SystemExit):
+        main()
+    for name in ("video.mp4", "side_by_side.mp4", "render.mp4", "mask.mp4", "cameras.json"):
+        assert (folder / name).read_bytes() == (cli / name).read_bytes(), name
+
+    status, body = server.request("GET", f"/api/runs/{run['name']}/cameras?format=nerfstudio")
+    assert status == 200
+    (tmp_path / "camera_path.json").write_bytes(body)
+    downloaded = load_cameras(tmp_path / "camera_path.json")
+    assert torch.allclose(downloaded.c2w, load_cameras(cli / "cameras.json").c2w, atol=1e-5)
+
+    # a truncated video in the workspace: a message, never a traceback (the server's log is
+    # checked when the module ends)
+    clip = (server.workspace / "examples" / "clip.mp4").read_bytes()
+    (server.workspace / "cut.mp4").write_bytes(clip[: len(clip) // 2])
+    state = settings(server, input="cut.mp4")
+    assert "cut.mp4: not a valid video file" in state["path"]["error"], state
+    status, answer = server.json("POST", "/api/preview")
+    assert status == 400 and "cut.mp4: not a valid video file" in answer["error"], answer

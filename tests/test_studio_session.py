@@ -21,6 +21,7 @@ from dreamjourney.models.depth import HeuristicDepth
 from dreamjourney.models.protocols import DepthResult
 from dreamjourney.models.registry import build_backends
 from dreamjourney.pipelines.journey import JourneyPipeline
+from dreamjourney.studio.jobs import Jobs, JobSpec
 from dreamjourney.studio.session import Studio
 from dreamjourney.studio.workspace import UploadTooLarge, Workspace
 
@@ -266,3 +267,14 @@ def test_the_photo_camera_takes_the_depth_models_focal_unless_a_fov_is_set(studi
     assert float(studio.cameras().K[0, 0, 0]) == pytest.approx(
         32 / math.tan(math.radians(25)), rel=1e-5
     )
+
+
+def test_jobs_list_no_file_being_written(tmp_path):
+    """A progress file mid-write (the worker's atomic temp file beside it) is not a run."""
+    jobs = Jobs(tmp_path)
+    spec = JobSpec(name="a", image="x.png", out=str(tmp_path / "a"), preset="offline",
+                   config={}, segments=1, seed=0)  # fmt: skip
+    (tmp_path / "a.json").write_text(spec.model_dump_json())
+    (tmp_path / "a.progress.json").write_text("{}")
+    (tmp_path / ".a.progress.k2j4.tmp.json").write_text("{")
+    assert jobs.names() == ["a"]

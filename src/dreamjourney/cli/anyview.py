@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from dreamjourney.cli.console import console, err_console, prepare_cpu_rasterizer
 from dreamjourney.cli.options import parse_key_values, parse_size
 from dreamjourney.errors import InputError, warn_input
-
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from dreamjourney.camera import Cameras
 
 
 def anyview(
@@ -85,12 +79,11 @@ def anyview(
     """Re-film a dynamic video from a new camera path (AnyView)."""
     import torch
 
-    from dreamjourney.camera.formats import load_cameras, save_cameras
+    from dreamjourney.camera.formats import load_cameras
     from dreamjourney.camera.keyframes import resample_to_clip
-    from dreamjourney.data.types import depth_scale
     from dreamjourney.io.clips import load_clip
     from dreamjourney.io.depth import load_depth
-    from dreamjourney.io.video import video_size, write_video
+    from dreamjourney.io.video import video_size
 
     if method not in ("geometry", "learned", "anyview"):
         raise InputError(
@@ -105,12 +98,18 @@ def anyview(
     times = torch.arange(num_frames) / fps
 
     from dreamjourney.models.registry import build_backends
+    from dreamjourney.pipelines.anyview_run import (
+        prepare_input,
+        run_geometry,
+        target_cameras,
+        write_results,
+    )
 
     backends = build_backends(preset, config=_load_config(config), device=device)
     if backends.is_noise:
         err_console.print("[bold yellow]preset 'tiny': random weights, the output is noise[/]")
 
-    depth_result = None
+    cams_in = None
     if input_cameras is not None:
         file_cameras = load_cameras(input_cameras, size=(width, height))
         cams_in, how = resample_to_clip(file_cameras, times)
@@ -124,53 +123,31 @@ def anyview(
                 source=input_cameras,
             )
         cams_in = cams_in.resize(width, height)
-    else:
-        depth_result = backends.depth.estimate(clip[0])
-        cams_in = _static_camera(num_frames, width, height, fps, fov, depth_result.focal_px)
-
-    from dreamjourney.pipelines.anyview_geometry import AnyViewGeometryPipeline
-
-    geometry = AnyViewGeometryPipeline(backends.depth, backends.completer)
-    input_depth = None
-    if depth is not None:
-        input_depth = load_depth(depth, (num_frames, height, width))
-        first_depth = input_depth[0]
-    elif method == "geometry":
-        estimated = geometry.estimate_depth(clip, cams_in, metric_cameras=input_cameras is not None)
-        _say(f"input depth: {estimated.how}")
-        input_depth = estimated.depth
-        first_depth = input_depth[0]
-    else:
-        first_depth = (depth_result or backends.depth.estimate(clip[0])).depth
-    scene_scale = depth_scale(first_depth) or 1.0
-    target = _target_cameras(
+    given_depth = load_depth(depth, (num_frames, height, width)) if depth is not None else None
+    inp = prepare_input(
+        clip, fps, backends, cameras=cams_in, depth=given_depth,
+        every_frame=method == "geometry", fov=fov,
+    )  # fmt: skip
+    if inp.how is not None:
+        _say(f"input depth: {inp.how}")
+    target = target_cameras(
         trajectory,
-        cams_in,
-        scene_scale=scene_scale,
+        inp.cameras,
+        scene_scale=inp.scene_scale,
         frame=target_frame or ("world" if input_cameras is not None else "relative"),
         path_scale=path_scale,
         same_units=input_cameras is not None,
         options=parse_key_values(option, option="--set"),
         fov=fov,
+        say=_say,
     )
 
     out.mkdir(parents=True, exist_ok=True)
     if method == "geometry":
-        from dreamjourney.scene.raster import warn_if_blank
-
         if device == "cpu":
             prepare_cpu_rasterizer(quiet)
         generator = torch.Generator().manual_seed(seed)
-        result = geometry(clip, cams_in, target, input_depth=input_depth, generator=generator)
-        output = result.frames
-        write_video(out / "render.mp4", result.render, fps=fps)
-        write_video(out / "mask.mp4", result.mask.float()[:, None].expand(-1, 3, -1, -1), fps=fps)
-        warn_if_blank(
-            result.mask,
-            what="target views (input warped to the target cameras)",
-            hint="the target cameras see little of what the input saw (check --path-scale "
-            "and --target-frame)",
-        )
+        output = run_geometry(backends, inp, target, out, generator=generator).frames
     elif method == "learned":
         from dreamjourney.pipelines.anyview_learned import learned_method
 
@@ -181,10 +158,11 @@ def anyview(
             preset=preset,
             num_inference_steps=steps or 25,
             seed=seed,
-            scene_scale=scene_scale,
+            scene_scale=inp.scene_scale,
             device=device,
         )
-        output = learned(clip, cams_in, target, input_depth=input_depth)
+        output = learned(clip, inp.cameras, target, input_depth=inp.depth)
+        write_results(out, clip, output, target, fps)
     else:
         from dreamjourney.models.weights import MemoryOptions
         from dreamjourney.pipelines.anyview_official import load_anyview_official
@@ -192,13 +170,11 @@ def anyview(
         memory = MemoryOptions(dtype=dtype, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
         released = load_anyview_official(model, preset=preset, device=device, memory=memory)
         result = released(
-            clip, cams_in, target, moment_scale=moment_scale, num_inference_steps=steps or 35,
-            seed=seed, long_side=resolution,
+            clip, inp.cameras, target, moment_scale=moment_scale,
+            num_inference_steps=steps or 35, seed=seed, long_side=resolution,
         )  # fmt: skip
-        output, target = result.frames, result.cameras
-    write_video(out / "video.mp4", output, fps=fps)
-    save_cameras(target, out / "cameras.json", fps=fps)
-    write_video(out / "side_by_side.mp4", _side_by_side(clip, output), fps=fps)
+        output = result.frames
+        write_results(out, clip, output, result.cameras, fps)
     h, w = output.shape[-2:]
     stored = video_size(w, h)
     padded = (
@@ -221,110 +197,3 @@ def _load_config(path: Path | None) -> dict | None:
     from dreamjourney.models.registry import load_config
 
     return load_config(path)
-
-
-def _static_camera(
-    num_frames: int, width: int, height: int, fps: float, fov: float, focal_px: float | None
-) -> Cameras:
-    """A camera at the origin for every frame; focal from depth estimation when it gives one."""
-    import torch
-
-    from dreamjourney.camera import Cameras
-
-    c2w = torch.eye(4).expand(num_frames, 4, 4)
-    times = torch.arange(num_frames) / fps
-    if focal_px is None:
-        return Cameras.create(c2w, width=width, height=height, fov_deg=fov, times=times)
-    K = torch.tensor([[focal_px, 0, width / 2], [0, focal_px, height / 2], [0, 0, 1.0]])
-    return Cameras.create(c2w, width=width, height=height, K=K, times=times)
-
-
-def _target_cameras(
-    spec: str,
-    cams_in: Cameras,
-    *,
-    scene_scale: float,
-    frame: str,
-    path_scale: float | None,
-    same_units: bool,
-    options: dict,
-    fov: float,
-) -> Cameras:
-    """The target path at the input's times.
-
-    A preset starts at the first input camera and moves by the scene scale. A camera file keeps
-    its aspect and K (scaled to at most the input's long side), is resampled to the input's
-    frames, and is either in the input cameras' world ("world"; translations times
-    `path_scale` if given) or placed at the first input camera ("relative", `fit_path`; the
-    default scale is 1 when the file shares the input cameras' unit, `same_units`, else fitted).
-    """
-
-    from dreamjourney.camera import Cameras
-    from dreamjourney.camera.keyframes import resample_to_clip
-    from dreamjourney.camera.path_fit import fit_path
-    from dreamjourney.camera.trajectories import PRESETS, make_trajectory, resolve_trajectory
-
-    times = cams_in.times
-    if spec in PRESETS:
-        return make_trajectory(
-            spec,
-            len(cams_in),
-            scene_scale=scene_scale,
-            width=cams_in.width,
-            height=cams_in.height,
-            fov_deg=fov,
-            start=cams_in[0],
-            **options,
-        ).with_times(times)
-    file_cameras = resolve_trajectory(
-        spec,
-        None,
-        scene_scale=scene_scale,
-        width=cams_in.width,
-        height=cams_in.height,
-        fov_deg=fov,
-        size=(cams_in.width, cams_in.height),
-        options=options,
-    )
-    target, how = resample_to_clip(file_cameras, times)
-    shrink = min(1.0, max(cams_in.width, cams_in.height) / max(target.width, target.height))
-    width, height = max(1, round(target.width * shrink)), max(1, round(target.height * shrink))
-    target = target.fit(width, height)
-    name = Path(spec).name
-    notes = [f"{len(file_cameras)} in the file, taken {how} for the video's {len(times)} frames"]
-    if (width, height) != (cams_in.width, cams_in.height):
-        notes.append(f"output {width}x{height}: the file's aspect and K (the input is "
-                     f"{cams_in.width}x{cams_in.height})")  # fmt: skip
-    if frame == "world":
-        if path_scale is not None and path_scale != 1.0:
-            c2w = target.c2w.clone()
-            c2w[:, :3, 3] *= path_scale
-            target = Cameras(target.K, c2w, width, height, times)
-        notes.append(
-            "in the input cameras' world"
-            + (f", translations x{path_scale:.4g}" if path_scale not in (None, 1.0) else "")
-        )
-        _say(f"target camera file {name}: " + "; ".join(notes))
-        return target
-    start = Cameras(target.K[:1], cams_in.c2w[:1], width, height, times[:1])
-    shared = path_scale is None and same_units
-    placed = fit_path(
-        target,
-        start,
-        scene_scale=scene_scale,
-        path_scale=1.0 if shared else path_scale,
-        given="the file is in the input cameras' unit" if shared else None,
-    )
-    _say(placed.describe(name) + "; " + "; ".join(notes))
-    return placed.cameras.with_times(times)
-
-
-def _side_by_side(clip: Tensor, output: Tensor) -> Tensor:
-    """Input | output, the input resized to the output's height (keeping its aspect)."""
-    import torch
-
-    h = output.shape[-2]
-    if clip.shape[-2] != h:
-        w = max(1, round(clip.shape[-1] * h / clip.shape[-2]))
-        clip = torch.nn.functional.interpolate(clip, size=(h, w), mode="area").clamp(0, 1)
-    return torch.cat([clip, output.to(clip)], dim=-1)

@@ -172,19 +172,28 @@ class AnyViewGeometryPipeline:
             input_depth = self.estimate_depth(
                 video, input_cameras, metric_cameras=metric_cameras
             ).depth
+        render, mask = self.warp(video, input_cameras, target_cameras, input_depth)
+        frames = self.completer.complete(
+            render, mask, prompt=prompt, generator=generator, progress=progress
+        )
+        return AnyViewGeometryOutput(frames=frames, render=render, mask=mask, depth=input_depth)
+
+    @staticmethod
+    def warp(
+        video: Tensor, input_cameras: Cameras, target_cameras: Cameras, input_depth: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The input seen from the target cameras, before completion: frame t lifted with its
+        (H, W) depth from input camera t, rendered from target camera t. Returns the render
+        (T, 3, H', W'), black on holes, and the mask (T, H', W'), True where known."""
         renders, masks = [], []
-        for t in range(num_frames):
+        for t in range(video.shape[0]):
             cloud = unproject(
                 video[t], input_depth[t], input_cameras[t], time=float(input_cameras.times[t])
             )
             out = rasterize(cloud, target_cameras[t])
             renders.append(out.image[0])
             masks.append(out.mask[0])
-        render, mask = torch.stack(renders), torch.stack(masks)
-        frames = self.completer.complete(
-            render, mask, prompt=prompt, generator=generator, progress=progress
-        )
-        return AnyViewGeometryOutput(frames=frames, render=render, mask=mask, depth=input_depth)
+        return torch.stack(renders), torch.stack(masks)
 
 
 class AnyViewGeometryMethod:

@@ -1,5 +1,5 @@
 """`dreamjourney studio`: a local web app to draw the camera path over the world, preview the
-dry run along it, run the journey and fetch the results.
+dry run along it, run the journey (a photo) or anyview (a video) and fetch the results.
 
 The page (FastAPI, plain HTML and JavaScript) holds the controls, the preview player and the
 results; the 3D view (viser) runs its own server on a second port and is embedded in the page.

@@ -30,15 +30,24 @@ from dreamjourney.studio.workspace import UploadTooLarge
 
 log = logging.getLogger("dreamjourney.studio")
 
-# the bundled example photo of a source checkout (not part of an installed wheel)
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "garden.png"
+# the bundled examples of a source checkout (not part of an installed wheel): a photo, and a
+# 16-frame clip of a `dreamjourney data synth` scene (README, "anyview in the studio")
+_EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = {"photo": _EXAMPLES_DIR / "garden.png", "video": _EXAMPLES_DIR / "clip.mp4"}
 EXPORT_NAMES = {
     "native": "cameras.json",
     "nerfstudio": "camera_path.json",
     "re10k": "cameras.txt",
     "colmap": "colmap",
 }
-RESULTS = ("video.mp4", "contact_sheet.png", "trajectory.png", "cameras.json", "world.ply")
+RESULTS = (
+    "video.mp4",
+    "side_by_side.mp4",
+    "contact_sheet.png",
+    "trajectory.png",
+    "cameras.json",
+    "world.ply",
+)
 _STATIC = {
     "studio.js": "text/javascript",
     "studio.css": "text/css",
@@ -94,7 +103,7 @@ def create_app(studio: Studio, viewer: Viewer | None = None) -> FastAPI:
             "formats": list(WRITABLE),
             "upload_limit": workspace.upload_limit,
             "viewer_port": viewer.port if viewer is not None else None,
-            "example": EXAMPLE.is_file(),
+            "examples": [kind for kind, path in EXAMPLES.items() if path.is_file()],
         }
 
     # ---------------------------------------------------------------- workspace
@@ -121,14 +130,17 @@ def create_app(studio: Studio, viewer: Viewer | None = None) -> FastAPI:
         return {"path": path, "kind": kind}
 
     @app.post("/api/example")
-    def example() -> dict[str, Any]:
-        if not EXAMPLE.is_file():
-            raise InputError("the bundled example is only in a source checkout")
-        target = workspace.resolve(f"examples/{EXAMPLE.name}", must_exist=False)
+    def example(kind: str = "photo") -> dict[str, Any]:
+        if kind not in EXAMPLES:
+            raise InputError(f"no example {kind!r}; one of {', '.join(EXAMPLES)}", field="kind")
+        source = EXAMPLES[kind]
+        if not source.is_file():
+            raise InputError("the bundled examples are only in a source checkout")
+        target = workspace.resolve(f"examples/{source.name}", must_exist=False)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(EXAMPLE, target)
-        return {"path": workspace.relative(target), "kind": "photo"}
+            shutil.copyfile(source, target)
+        return {"path": workspace.relative(target), "kind": kind}
 
     # ---------------------------------------------------------------- settings and path
     @app.get("/api/state")
@@ -160,7 +172,7 @@ def create_app(studio: Studio, viewer: Viewer | None = None) -> FastAPI:
 
     @app.post("/api/fly")
     def fly() -> dict[str, Any]:
-        frames = viewer.fly(studio.settings.fps) if viewer is not None else 0
+        frames = viewer.fly(studio.fps()) if viewer is not None else 0
         return {"frames": frames}
 
     @app.post("/api/preview")
@@ -175,7 +187,7 @@ def create_app(studio: Studio, viewer: Viewer | None = None) -> FastAPI:
     def path_cameras(format: str = "native") -> FileResponse:
         cameras = studio.cameras()
         key = f"path-{studio.version}"
-        return _export(cameras, format, workspace.studio_dir / "exports" / key, studio.settings.fps)
+        return _export(cameras, format, workspace.studio_dir / "exports" / key, studio.fps())
 
     # ---------------------------------------------------------------- runs
     @app.post("/api/run")

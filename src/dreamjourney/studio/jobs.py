@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -28,9 +28,12 @@ CANCEL_GRACE = 20.0
 
 
 class JobSpec(BaseModel):
-    """What a worker runs: `JourneyPipeline.from_preset(preset)(image, out, config=...)`."""
+    """What a worker runs: `JourneyPipeline.from_preset(preset)(image, out, config=...)`, or
+    for `kind` "anyview" `dreamjourney.studio.anyview.run(image, out, config, ...)` (`image`
+    is then the video)."""
 
     name: str
+    kind: Literal["journey", "anyview"] = "journey"
     image: str
     out: str
     preset: str
@@ -61,7 +64,12 @@ class Jobs:
         """Jobs on disk, the most recently updated first."""
         if not self.folder.is_dir():
             return []
-        specs = [p for p in self.folder.glob("*.json") if not p.name.endswith(".progress.json")]
+        # a hidden name is a file being written atomically (`.NAME.progress.XXXX.tmp.json`)
+        specs = [
+            p
+            for p in self.folder.glob("*.json")
+            if not p.name.endswith(".progress.json") and not p.name.startswith(".")
+        ]
 
         def updated(spec: Path) -> float:
             progress = spec.with_name(f"{spec.stem}.progress.json")

@@ -13,6 +13,8 @@ preview, a run), on top of the same code as the CLI.
 * Preview is `render_path`, the `dreamjourney render` dry run, of that path.
 * Run writes the path as a native camera file and runs the journey pipeline on it in a
   worker process (`dreamjourney.studio.jobs`): the run flies exactly the path shown.
+* A video (anyview) goes through `dreamjourney.studio.anyview`: its first frame's world, a
+  preset target path, the warped input as the preview, `anyview --method geometry` as the run.
 """
 
 from __future__ import annotations
@@ -41,13 +43,16 @@ from dreamjourney.io.images import default_size, fit_image, load_image
 from dreamjourney.io.plots import spread
 from dreamjourney.io.rundir import sha256_file
 from dreamjourney.models.registry import PRESETS as BACKEND_PRESETS
+from dreamjourney.pipelines.anyview_run import AnyViewInput
 from dreamjourney.pipelines.journey import JourneyConfig, JourneyPipeline, first_camera
 from dreamjourney.pipelines.render import render_path
 from dreamjourney.scene import World
+from dreamjourney.studio import anyview
 from dreamjourney.studio.jobs import Jobs, JobSpec
 from dreamjourney.studio.workspace import SUFFIXES, Workspace
 
 MAX_KEYFRAMES = 32
+VIDEO_PATHS = "a video's target path is a trajectory preset (keyframes are for photos)"
 FIRST_KEY_IS_THE_PHOTO = (
     "keyframe 0 is the photo's view: position 0 0 0, looking along +z (move the others)"
 )
@@ -94,6 +99,7 @@ class Settings(BaseModel):
     frames: int = Field(default=16, ge=1, le=256)
     motion: bool = True
     motion_frames: int = Field(default=8, ge=1, le=256)
+    video_frames: int = Field(default=16, ge=1, le=256)  # anyview: the first N of a video
     prompt: str | None = Field(default=None, max_length=2000)
     seed: int = Field(default=0, ge=0, lt=2**63)
     fps: float = Field(default=24.0, gt=0, le=240)
@@ -157,6 +163,7 @@ class Studio:
         self._lock = threading.RLock()
         self._pipelines: dict[tuple[str, str], JourneyPipeline] = {}
         self._lifted: dict[str, Lifted] = {}
+        self._video: tuple[str, AnyViewInput] | None = None
         self._scene: tuple[Lifted, Cameras] | None = None
         self._preview: tuple[int, Path] | None = None
         self.version = 0
@@ -199,11 +206,14 @@ class Studio:
     def state(self) -> dict[str, Any]:
         """Settings, the path's summary (or why there is none) and the version."""
         with self._lock:
-            summary: dict[str, Any] = {"frames": self.settings.num_frames}
+            summary: dict[str, Any] = {"frames": self.settings.num_frames, "kind": "photo"}
             if self.settings.input is not None:
                 try:
+                    summary["kind"] = self.kind()
                     lifted, cameras = self._current()
                     summary.update(
+                        frames=len(cameras),
+                        fps=self.fps(),
                         width=cameras.width,
                         height=cameras.height,
                         scene_scale=round(lifted.scale, 6),
@@ -221,24 +231,29 @@ class Studio:
     # ------------------------------------------------------------------ the photo's world
     def _input_path(self, relative: str) -> Path:
         path = self.workspace.resolve(relative)
-        kind = SUFFIXES.get(path.suffix.lower())
-        if kind != "photo":
+        if SUFFIXES.get(path.suffix.lower()) not in ("photo", "video"):
             raise InputError(
-                "the studio's journey takes a photo (PNG, JPEG, ...); "
-                "run a video with `dreamjourney anyview`",
+                "the studio opens a photo (PNG, JPEG, ...: journey) or a video (MP4, ...: anyview)",
                 source=relative,
             )
         return path
 
+    def kind(self) -> str:
+        """What the input is: "photo" (journey) or "video" (anyview)."""
+        return SUFFIXES[self._input_path(self.settings.input or "").suffix.lower()]
+
     def size(self) -> tuple[int, int]:
         """The run's (width, height)."""
+        if self.settings.input is not None and self.kind() == "video":
+            clip = self._video_input().clip
+            return clip.shape[-1], clip.shape[-2]
         photo = self._photo()
         w, h = default_size(photo.shape[2], photo.shape[1])
         return self.settings.width or w, self.settings.height or h
 
     def _photo(self) -> torch.Tensor:
         if self.settings.input is None:
-            raise InputError("open a photo first", field="input")
+            raise InputError("open a photo or a video first", field="input")
         return load_image(self._input_path(self.settings.input))
 
     def pipeline(self) -> JourneyPipeline:
@@ -297,7 +312,32 @@ class Studio:
                 self._scene = self._layout()
             return self._scene
 
+    def _video_input(self) -> AnyViewInput:
+        """The video's first frames, input camera and depth (the last one is kept)."""
+        s = self.settings
+        path = self._input_path(s.input or "")
+        size = (s.width, s.height) if s.width and s.height else None
+        key = _digest(sha256_file(path), s.backends, s.device, str(s.fov), str(size),
+                      str(s.video_frames))  # fmt: skip
+        if self._video is None or self._video[0] != key:
+            backends = self.pipeline().backends
+            inp = anyview.load_input(path, backends, frames=s.video_frames, size=size,
+                                     fov=s.fov, name=s.input or "")  # fmt: skip
+            self._video = (key, inp)
+        return self._video[1]
+
+    def _video_layout(self) -> tuple[Lifted, Cameras]:
+        s = self.settings
+        if s.path.mode != "preset":
+            raise InputError(VIDEO_PATHS, field="path")
+        inp = self._video_input()
+        world = anyview.first_world(inp)
+        lifted = Lifted(inp.clip[0], inp.cameras[:1], world, inp.scene_scale)
+        return lifted, anyview.preset_path(inp, s.path.preset, s.path.options, s.fov)
+
     def _layout(self) -> tuple[Lifted, Cameras]:
+        if self.kind() == "video":
+            return self._video_layout()
         s = self.settings
         width, height = self.size()
         if s.path.mode == "preset":
@@ -355,6 +395,8 @@ class Studio:
         preset path into keyframes (its start, the new key unless it is the start or the
         end, and its end), so the path does not jump."""
         with self._lock:
+            if self.kind() == "video":
+                raise InputError(VIDEO_PATHS, field="keyframes")
             lifted, cameras = self._current()
             frame = min(max(frame, 0), len(cameras) - 1)
             path = self.settings.path
@@ -404,6 +446,8 @@ class Studio:
         if len(cameras) < 2:
             raise InputError("needs at least 2 cameras to make a path", source=relative)
         with self._lock:
+            if self.kind() == "video":
+                raise InputError(VIDEO_PATHS, source=relative)
             lifted = self._lift(None)
             cameras = fit_path(cameras, lifted.camera, scene_scale=lifted.scale).cameras
             scale = lifted.scale
@@ -429,14 +473,18 @@ class Studio:
         files are and the share of hole pixels of every frame."""
         with self._lock:
             lifted, cameras = self._current()
+            video = self.kind() == "video"
             key = _digest(
                 cameras.digest(),
                 lifted.world.cloud.points.numpy().tobytes(),
                 lifted.world.cloud.colors.numpy().tobytes(),
+                self._video[0] if video and self._video is not None else "",  # every frame
             )[:16]
             out = self.workspace.studio_dir / "previews" / key
             holes_file = out / "holes.json"
-            if not holes_file.is_file():
+            if not holes_file.is_file() and video:
+                anyview.write_preview(self._video_input(), cameras, out)
+            elif not holes_file.is_file():
                 holes = render_path(lifted.world, cameras, out, fps=self.settings.fps).holes
                 atomic_write_text(holes_file, json.dumps([round(h, 6) for h in holes.tolist()]))
             self._preview = (self.version, out)
@@ -449,9 +497,16 @@ class Studio:
             "frames": len(cameras),
             "width": cameras.width,
             "height": cameras.height,
-            "fps": self.settings.fps,
+            "fps": self.fps(),
             "holes": json.loads((out / "holes.json").read_text()),
         }
+
+    def fps(self) -> float:
+        """Frames per second of the path: the video's, else the set one."""
+        with self._lock:
+            if self.settings.input is not None and self.kind() == "video":
+                return self._video_input().fps
+            return self.settings.fps
 
     def last_preview(self) -> Path | None:
         """The folder of the preview of the current path, if one was made."""
@@ -466,9 +521,12 @@ class Studio:
         return self._preview_result(out) if out is not None else None
 
     def run_spec(self) -> JobSpec:
-        """The job that runs the journey on the current settings and path. Its name comes from
-        what decides the frames, so the same settings reopen (and resume) the same run."""
+        """The job that runs the journey (or anyview) on the current settings and path. Its
+        name comes from what decides the frames, so the same settings reopen (and resume) the
+        same run."""
         with self._lock:
+            if self.settings.input is not None and self.kind() == "video":
+                return self._anyview_spec()
             s = self.settings
             cameras = self.cameras()
             image = self._input_path(s.input or "")
@@ -496,6 +554,30 @@ class Studio:
                 seed=s.seed,
                 device=s.device,
             )
+
+    def _anyview_spec(self) -> JobSpec:
+        s = self.settings
+        cameras = self.cameras()
+        video = self._input_path(s.input or "")
+        path_file = self.workspace.studio_dir / "paths" / f"{cameras.digest()[:16]}.json"
+        save_cameras(cameras, path_file, format="native", fps=self.fps())
+        size = [s.width, s.height] if s.width and s.height else None
+        config = {"trajectory": str(path_file), "frames": s.video_frames, "size": size,
+                  "fov": s.fov, "fps": self.fps()}  # fmt: skip
+        identity = _digest(sha256_file(video), cameras.digest(), s.backends, str(s.seed),
+                           json.dumps(config, sort_keys=True))[:10]  # fmt: skip
+        name = f"{_slug(video.stem)}-anyview-{identity}"
+        return JobSpec(
+            name=name,
+            kind="anyview",
+            image=str(video),
+            out=str(self.workspace.runs_dir / name),
+            preset=s.backends,
+            config=config,
+            segments=1,
+            seed=s.seed,
+            device=s.device,
+        )
 
     def run(self) -> dict[str, Any]:
         """Start (or resume) the run of the current settings; returns its status."""

@@ -1,6 +1,7 @@
 """`python -m dreamjourney.studio.worker JOB.json`: run one studio job, writing its progress.
 
-It calls the journey pipeline exactly as `dreamjourney journey --resume` does and writes
+It calls the journey pipeline exactly as `dreamjourney journey --resume` does (or, for an
+anyview job, `dreamjourney.studio.anyview.run`) and writes
 `JOB.progress.json` (atomically) at every segment, model call and model step: state
 ("running", then "done", "failed" or "cancelled"), segments done of total, the running model
 and its step, one line per finished segment. SIGTERM cancels: the pipeline unwinds and the
@@ -82,6 +83,13 @@ def run_job(spec_path: Path) -> int:
     signal.signal(signal.SIGTERM, _cancel)
     try:
         progress.write(message="loading the backends")
+        if spec.kind == "anyview":
+            from dreamjourney.studio import anyview
+
+            anyview.run(Path(spec.image), Path(spec.out), spec.config, preset=spec.preset,
+                        seed=spec.seed, device=spec.device, progress=progress)  # fmt: skip
+            progress.write(state="done", model=None, message=None)
+            return 0
         pipe = JourneyPipeline.from_preset(spec.preset, device=spec.device)
         pipe.backends.check_weights()
         progress.write(message=None)
@@ -96,7 +104,8 @@ def run_job(spec_path: Path) -> int:
             callback=progress,
         )
     except Cancelled:
-        progress.write(state="cancelled", model=None, message="cancelled; Run resumes it")
+        again = "starts it again" if spec.kind == "anyview" else "resumes it"
+        progress.write(state="cancelled", model=None, message=f"cancelled; Run {again}")
         return 3
     except InputError as exc:
         progress.write(state="failed", model=None, message=str(exc))

@@ -157,8 +157,14 @@ def _check(path: Path, kind: Kind, name: str) -> None:
         else:
             load_cameras(path)
     except InputError as exc:
-        message = str(exc).replace(f"{path}: ", "").replace(str(path), name)
-        raise InputError(f"not a valid {kind} file: {message}", source=name) from None
+        raise refusal(exc, path, kind, name) from None
+
+
+def refusal(exc: InputError, path: Path, kind: Kind, name: str) -> InputError:
+    """The reader's refusal `exc` of the file at `path` as one line about `name`, its name in
+    the workspace (the absolute path is not shown)."""
+    message = str(exc).replace(f"{path}: ", "").replace(str(path), name)
+    return InputError(f"not a valid {kind} file: {message}", source=name)
 
 
 def _place(tmp: Path, target: Path) -> Path:

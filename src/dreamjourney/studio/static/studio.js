@@ -50,6 +50,7 @@ function showState(next) {
   $("fov").value = s.fov ?? "";
   $("segments").value = s.segments;
   $("frames").value = s.frames;
+  $("video_frames").value = s.video_frames;
   $("seed").value = s.seed;
   $("motion").checked = s.motion;
   $(`mode-${s.path.mode}`).checked = true;
@@ -59,15 +60,20 @@ function showState(next) {
   showOptions(s.path.preset, s.path.options);
   showKeyframes(s.path.keyframes);
   const p = state.path;
+  // a video (anyview) has a preset target path and no journey settings
+  const video = p.kind === "video";
+  for (const el of document.querySelectorAll(".journey")) el.hidden = video;
+  for (const el of document.querySelectorAll(".anyview")) el.hidden = !video;
+  for (const id of ["mode-keyframes", "add-keyframe", "camera-file"]) $(id).disabled = video;
   const timeline = $("timeline");
   timeline.max = String(p.frames - 1);
   if (Number(timeline.value) > p.frames - 1) timeline.value = String(p.frames - 1);
   $("path-summary").textContent = p.error
     ? p.error
     : p.width
-      ? `${p.frames} cameras at ${p.width}x${p.height}; path length ${p.length.toFixed(3)} ` +
+      ? `${p.frames} ${video ? "target " : ""}cameras at ${p.width}x${p.height}; path length ${p.length.toFixed(3)} ` +
         `world units (scene scale ${p.scene_scale.toFixed(3)}); world ${p.world_points} points`
-      : `${p.frames} cameras; open a photo to see the path`;
+      : `${p.frames} cameras; open a photo or a video to see the path`;
   showTimeline();
 }
 
@@ -81,6 +87,7 @@ function readSettings() {
   s.fov = num("fov");
   s.segments = num("segments");
   s.frames = num("frames");
+  s.video_frames = num("video_frames");
   s.seed = num("seed");
   s.motion = $("motion").checked;
   s.path.mode = $("mode-keyframes").checked ? "keyframes" : "preset";
@@ -214,7 +221,7 @@ function readKeyframes() {
 // ------------------------------------------------------------------ timeline and preview
 function showTimeline() {
   const frame = Number($("timeline").value);
-  const fps = state.settings.fps;
+  const fps = state.path.fps || state.settings.fps;
   $("timeline-label").textContent = `frame ${frame} of ${state.path.frames - 1}, ${(frame / fps).toFixed(2)} s`;
   if (preview && frame < preview.frames) {
     const name = String(frame).padStart(6, "0");
@@ -289,8 +296,13 @@ function showRun(run) {
     const video = `/files/${results["video.mp4"]}`;
     if (!$("result-video").src.endsWith(video)) $("result-video").src = video;
     $("download-video").href = `${video}?download=1`;
-    $("contact-sheet").src = `/files/${results["contact_sheet.png"]}`;
-    $("trajectory-plot").src = `/files/${results["trajectory.png"]}`;
+    // journey: contact sheet and path picture; anyview: input | output side by side
+    for (const [id, name] of [["contact-sheet", "contact_sheet.png"], ["trajectory-plot", "trajectory.png"], ["side-video", "side_by_side.mp4"]]) {
+      $(id).hidden = !results[name];
+      if (results[name] && !$(id).src.endsWith(`/files/${results[name]}`)) $(id).src = `/files/${results[name]}`;
+    }
+    $("download-side").hidden = !results["side_by_side.mp4"];
+    if (results["side_by_side.mp4"]) $("download-side").href = `/files/${results["side_by_side.mp4"]}?download=1`;
     setCameraLink();
   }
   if (active) setTimeout(() => refreshRun(run.name), 500);
@@ -309,11 +321,11 @@ async function refreshRun(name) {
 // ------------------------------------------------------------------ inputs
 async function refreshFiles() {
   const files = await api("GET", "/api/files");
-  for (const [id, kind] of [["input", "photo"], ["camera-file", "cameras"]]) {
+  for (const [id, kinds] of [["input", ["photo", "video"]], ["camera-file", ["cameras"]]]) {
     const select = $(id);
     const keep = select.value;
     select.length = 1;
-    for (const f of files.filter((f) => f.kind === kind)) select.add(new Option(f.path, f.path));
+    for (const f of files.filter((f) => kinds.includes(f.kind))) select.add(new Option(f.path, f.path));
     select.value = keep;
   }
 }
@@ -323,18 +335,24 @@ async function openInput(path) {
   $("input").value = path;
   preview = null;
   $("preview").hidden = true;
-  showState(await api("PUT", "/api/state", readSettings()));
+  // in line with the edits on their way (an earlier edit answered later would close it again)
+  clearTimeout(pushTimer); // a pending edit is read from the controls with this one
+  const mine = ++edits;
+  const answer = sending.then(() => api("PUT", "/api/state", readSettings()));
+  sending = answer.catch(() => null).finally(() => { answered = Math.max(answered, mine); });
+  const next = await answer;
+  if (mine === edits) showState(next);
 }
 
 async function upload(file) {
   const response = await fetch(`/api/upload?name=${encodeURIComponent(file.name)}`, { method: "POST", body: file });
   const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
   if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
-  if (data.kind === "photo") await openInput(data.path);
+  if (data.kind === "photo" || data.kind === "video") await openInput(data.path);
   else if (data.kind === "cameras") {
     await refreshFiles();
     showState(await api("POST", "/api/camera-file", { path: data.path }));
-  } else throw new Error(`${data.path}: the studio opens photos and camera files; run videos with dreamjourney anyview`);
+  }
   say(`uploaded ${data.path}`, "info");
 }
 
@@ -346,7 +364,7 @@ async function start() {
   for (const name of Object.keys(info.trajectory_presets)) $("preset").add(new Option(name, name));
   for (const name of info.formats) $("camera-format").add(new Option(name, name));
   $("camera-format").value = "nerfstudio";
-  $("example").hidden = !info.example;
+  for (const kind of ["photo", "video"]) $(`example-${kind}`).hidden = !info.examples.includes(kind);
   if (info.viewer_port) $("viewer").src = `${location.protocol}//${location.hostname}:${info.viewer_port}/`;
   await refreshFiles();
   showState(await api("GET", "/api/state"));
@@ -355,11 +373,13 @@ async function start() {
   const runs = await api("GET", "/api/runs");
   if (runs.length) showRun(runs[0]); // a reload finds the latest run, still going or not
 
-  for (const id of ["input", "backends", "width", "height", "fov", "segments", "frames", "seed", "motion", "preset", "mode-preset", "mode-keyframes"]) {
+  for (const id of ["input", "backends", "width", "height", "fov", "segments", "frames", "video_frames", "seed", "motion", "preset", "mode-preset", "mode-keyframes"]) {
     $(id).addEventListener("change", () => push(0));
   }
   $("upload").addEventListener("change", () => guarded(() => upload($("upload").files[0])));
-  $("example").addEventListener("click", () => guarded(async () => openInput((await api("POST", "/api/example")).path)));
+  for (const kind of ["photo", "video"]) {
+    $(`example-${kind}`).addEventListener("click", () => guarded(async () => openInput((await api("POST", `/api/example?kind=${kind}`)).path)));
+  }
   $("camera-file").addEventListener("change", () => guarded(async () => {
     if ($("camera-file").value) showState(await api("POST", "/api/camera-file", { path: $("camera-file").value }));
   }));
