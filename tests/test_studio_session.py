@@ -278,3 +278,24 @@ def test_jobs_list_no_file_being_written(tmp_path):
     (tmp_path / "a.progress.json").write_text("{}")
     (tmp_path / ".a.progress.k2j4.tmp.json").write_text("{")
     assert jobs.names() == ["a"]
+
+
+def test_a_cancel_swallowed_by_a_library_still_stops_the_worker(tmp_path, monkeypatch):
+    """SIGTERM raises `Cancelled` wherever the main thread is; inside a callback from C code
+    a library may swallow it. The next progress hook must raise it again, not run on to
+    "done"."""
+    from dreamjourney.studio import worker
+
+    monkeypatch.setattr(worker, "_cancel_asked", False)
+    progress = worker.ProgressWriter(tmp_path / "job.progress.json")
+    progress.segment_start(0)
+    progress.model_step(1, 4)
+    try:  # the handler's raise, lost in a library
+        worker._cancel(15, None)
+    except worker.Cancelled:
+        pass
+    for hook in (lambda: progress.model_step(2, 4), lambda: progress.segment_start(1),
+                 lambda: progress.model_start("completer"), lambda: progress.finishing("video")):  # fmt: skip
+        with pytest.raises(worker.Cancelled):
+            hook()
+    assert json.loads((tmp_path / "job.progress.json").read_text())["segment"] == 0

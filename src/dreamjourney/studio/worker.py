@@ -33,6 +33,12 @@ class Cancelled(Exception):
     """SIGTERM arrived."""
 
 
+# Set by SIGTERM. The handler raises `Cancelled` where the main thread happens to be, and a
+# library that calls back into Python from C may swallow it ("Exception ignored in ..."):
+# every progress hook raises it again, so the run stops at its next step at the latest.
+_cancel_asked = False
+
+
 class ProgressWriter(JourneyCallback):
     """The pipeline's progress hooks, written to a JSON file the studio's page polls."""
 
@@ -45,20 +51,28 @@ class ProgressWriter(JourneyCallback):
         self.state.update(fields, updated=time.time())
         atomic_write_text(self.path, json.dumps(self.state))
 
+    def _hook(self, **fields: Any) -> None:
+        """A progress event: written, unless a cancel was asked (then `Cancelled`)."""
+        if _cancel_asked:
+            raise Cancelled
+        self.write(**fields)
+
     def run_start(self, total: int, done: int) -> None:
-        self.write(segments_total=total, segments_done=done)
+        self._hook(segments_total=total, segments_done=done)
 
     def segment_start(self, index: int) -> None:
-        self.write(segment=index, model=None, step=0, steps=0)
+        self._hook(segment=index, model=None, step=0, steps=0)
 
     def model_start(self, name: str) -> None:
-        self.write(model=name, step=0, steps=0)
+        self._hook(model=name, step=0, steps=0)
 
     def model_step(self, step: int, total: int) -> None:
+        if _cancel_asked:
+            raise Cancelled
         now = time.monotonic()
         if now - self._last_step >= STEP_INTERVAL or step == total:
             self._last_step = now
-            self.write(step=step, steps=total)
+            self._hook(step=step, steps=total)
 
     def segment_end(self, record: SegmentRecord) -> None:
         line = (
@@ -66,13 +80,15 @@ class ProgressWriter(JourneyCallback):
             f"({record.stage1_frames} stage I + {record.stage2_frames} stage II) in "
             f"{record.seconds.get('total', 0):.1f} s, world {record.world_points:,} points"
         )
-        self.write(segments_done=record.index + 1, lines=[*self.state["lines"], line], model=None)
+        self._hook(segments_done=record.index + 1, lines=[*self.state["lines"], line], model=None)
 
     def finishing(self, what: str) -> None:
-        self.write(model=f"writing {what}", step=0, steps=0)
+        self._hook(model=f"writing {what}", step=0, steps=0)
 
 
 def _cancel(signum: int, frame: Any) -> None:
+    global _cancel_asked
+    _cancel_asked = True
     raise Cancelled
 
 
