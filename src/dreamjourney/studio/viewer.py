@@ -10,6 +10,7 @@ scene's up is -y.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -156,10 +157,8 @@ class Viewer:
                 return
             target = event.target
             rotation = vtf.SO3(np.asarray(target.wxyz)).as_matrix()
-            try:
+            with contextlib.suppress(InputError):  # the keyframe may be deleted meanwhile
                 self._studio.move_keyframe(index, np.asarray(target.position), rotation)
-            except InputError:
-                pass  # the keyframe was deleted meanwhile
 
         return moved
 
