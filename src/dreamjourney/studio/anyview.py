@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
@@ -25,8 +25,14 @@ from dreamjourney.pipelines.anyview_run import AnyViewInput, prepare_input, targ
 from dreamjourney.scene import World
 from dreamjourney.studio.workspace import refusal
 
-if TYPE_CHECKING:
-    from dreamjourney.studio.worker import ProgressWriter
+
+class RunProgress(Protocol):
+    """What a run reports to (the worker's `ProgressWriter`)."""
+
+    def write(self, **fields: Any) -> None: ...
+
+    def model_step(self, step: int, total: int) -> None: ...
+
 
 DEFAULT_FOV = 60.0  # degrees, as `anyview` without `--fov`
 
@@ -92,7 +98,7 @@ def run(
     preset: str,
     seed: int,
     device: str,
-    progress: ProgressWriter,
+    progress: RunProgress,
 ) -> None:
     """`anyview --method geometry --target-frame world -t config["trajectory"]` on the first
     `config["frames"]` frames of `video` into `out`; `progress` is the worker's
