@@ -64,7 +64,7 @@ class Jobs:
         """Jobs on disk, the most recently updated first."""
         if not self.folder.is_dir():
             return []
-        # a hidden name is a file being written atomically (`.NAME.progress.XXXX.tmp.json`)
+        # a hidden name is a file being written atomically (`.NAME.progress.<random>.tmp.json`)
         specs = [
             p
             for p in self.folder.glob("*.json")
