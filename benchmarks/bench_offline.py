@@ -21,6 +21,12 @@ per trajectory and over all photos:
 - `flick/tex`: `flicker` over the ratio of band-pass energy on those hole pixels to that on
   those known pixels: about 1 where the fills move with the world whatever their texture,
   above 1 where they change more than their texture explains;
+- `warp`: the warping error (Lai et al. 2018) on pixels that are holes in both of two
+  consecutive completed frames, over that on pixels known in both: each frame is compared with
+  the next one warped back by the optical flow between them (OpenCV's DIS, on the completed
+  frames; pixels that fail a forward-backward check or leave the frame are left out). What moves
+  with the world, textured or not, is predicted by the flow and scores low; what changes
+  otherwise (a fill made again differently, a patch that pops) does not, and scores high;
 - `s/seg`: wall seconds per segment (the manifest's), `cpu/seg`: this process's CPU seconds.
 
 `--before REV` runs the same measurement, in the same run and on the same photos, on the source
@@ -66,6 +72,32 @@ def write_photos(names: list[str], folder: Path) -> dict[str, Path]:
         Image.fromarray(array).save(path)
         out[name] = path
     return out
+
+
+def warp_residual(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(T,3,H,W)` -> `(T-1,H,W)` residual `|frame_t - warp(frame_t+1)|` (channel mean) and
+    `(T-1,H,W)` bool where the flow is trusted (forward-backward consistent within a pixel, and
+    the warped position inside the frame)."""
+    import cv2
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    _, _, h, w = frames.shape
+    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).astype(np.float32)
+    grey = [(f.mean(0) * 255).clip(0, 255).astype(np.uint8) for f in frames]
+    residuals, trusted = [], []
+    for t in range(len(frames) - 1):
+        ahead = dis.calc(grey[t], grey[t + 1], None)
+        back = dis.calc(grey[t + 1], grey[t], None)
+        to = grid + ahead
+        image = np.ascontiguousarray(frames[t + 1].transpose(1, 2, 0)).astype(np.float32)
+        warped = cv2.remap(image, to[..., 0], to[..., 1], cv2.INTER_LINEAR)
+        back_at = cv2.remap(back, to[..., 0], to[..., 1], cv2.INTER_LINEAR)
+        inside = (
+            (to[..., 0] >= 0) & (to[..., 0] <= w - 1) & (to[..., 1] >= 0) & (to[..., 1] <= h - 1)
+        )
+        residuals.append(np.abs(frames[t].transpose(1, 2, 0) - warped).mean(-1))
+        trusted.append(inside & (np.linalg.norm(ahead + back_at, axis=-1) < 1.0))
+    return np.stack(residuals), np.stack(trusted)
 
 
 def band_energy(frames: np.ndarray) -> np.ndarray:
@@ -140,7 +172,7 @@ def measure_tree(args: argparse.Namespace) -> None:
             stds = video.reshape(len(video), -1).std(axis=1)
             frame_energy = band_energy(video).mean(axis=(1, 2))
             fill_energy, fill_pixels, flicker_hole, flicker_known = 0.0, 0, [], []
-            texture_hole, texture_known = [], []
+            texture_hole, texture_known, warp_hole, warp_known = [], [], [], []
             for _, masks, out in clips:
                 holes = ~masks
                 energy = band_energy(out)
@@ -153,6 +185,11 @@ def measure_tree(args: argparse.Namespace) -> None:
                     flicker_known.append(float(change[both_known].mean()))
                     texture_hole.append(float(energy[1:][both_holes].mean()))
                     texture_known.append(float(energy[1:][both_known].mean()))
+                residual, trusted = warp_residual(out)
+                hole_ok, known_ok = both_holes & trusted, both_known & trusted
+                if hole_ok.any() and known_ok.any():
+                    warp_hole.append(float(residual[hole_ok].mean()))
+                    warp_known.append(float(residual[known_ok].mean()))
             first_masks = clips[0][1]
             results.setdefault(name, {})[trajectory] = {
                 "holes@4": float(1 - first_masks[min(3, len(first_masks) - 1)].mean()),
@@ -171,6 +208,9 @@ def measure_tree(args: argparse.Namespace) -> None:
                     / (np.mean(texture_hole) / np.mean(texture_known))
                 )
                 if flicker_hole
+                else float("nan"),
+                "warp": float(np.mean(warp_hole) / np.mean(warp_known))
+                if warp_hole
                 else float("nan"),
                 "s/seg": float(np.mean([r.seconds["total"] for r in records])),
                 "cpu/seg": cpu / len(records),
@@ -236,8 +276,8 @@ def main() -> None:
         f"offline preset, {args.size}, {args.segments} segments of {args.frames} frames"
         + (f"; before = {args.before}" if args.before else "")
     )
-    keys = ("holes@4", "holes@N", "uniform", "flat", "texture", "flicker", "flick/tex", "s/seg",
-            "cpu/seg")  # fmt: skip
+    keys = ("holes@4", "holes@N", "uniform", "flat", "texture", "flicker", "flick/tex", "warp",
+            "s/seg", "cpu/seg")  # fmt: skip
     print("| trajectory | photo | tree | " + " | ".join(keys) + " |")
     print("|---|---|---|" + "---:|" * len(keys))
     for trajectory in args.trajectories.split(","):

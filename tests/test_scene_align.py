@@ -153,6 +153,18 @@ def test_pop_up_labels_a_landscape_and_orders_its_depth():
     assert (column[1:] <= column[:-1] + 1e-4).all() and column[0] > 3 * column[-1]
 
 
+def test_pop_up_landscape_has_no_flying_pixels_at_a_billboards_edge():
+    # a smoothed step from the box to what is beside it puts pixels at every depth in between,
+    # which a camera move spreads into streaks: across the box's sides (rows above the
+    # horizon) the depth takes a few levels (the box's, the sky's, a superpixel's), no ramp
+    scene = pop_up(landscape(), Cameras.create(torch.eye(4), width=128, height=96, fov_deg=60))
+    band = scene.depth[32:46, 40:90]
+    box, beside = float(np.median(band[:, 15:35])), band[:, [0, -1]].min()
+    assert box < 0.5 * beside  # the box stands in front of what is beside it
+    levels = np.unique(np.round(np.log(band), 2))
+    assert len(levels) <= 4, np.exp(levels)
+
+
 def test_pop_up_gives_a_close_up_a_smooth_capped_depth():
     # no sky: a sharp, textured subject in the middle of a blurred, smooth background
     g = torch.Generator().manual_seed(2)

@@ -16,13 +16,15 @@ the ground:
 4. Vertical: everything else. Each connected vertical region is a billboard at the depth of the
    ground where it stands (its lowest pixels above ground, or the image's bottom edge).
 5. Depth: the ground at row v lies at z = f / (v - v_horizon) camera heights; sky and the
-   ground near the horizon at FAR_DEPTH camera heights (a far backdrop); edge-aware smoothing
-   (a guided filter on log depth with the photo as guide).
+   ground near the horizon at FAR_DEPTH camera heights (a far backdrop). It is left piecewise,
+   not smoothed: a smoothed step between a billboard and the sky puts pixels at every depth in
+   between ("flying pixels"), and a camera move smears them into streaks along the horizon.
 
 A photo that is not confidently a landscape (too little sky along the top edge, or too little
 ground: a close-up of a cup, a cat, a face) gets a smooth depth instead, with a capped range:
 the top CLOSE_UP_RANGE times farther than the bottom, and sharp (in-focus) regions nearer than
-blurred ones. Its farthest part is the backdrop.
+blurred ones, smoothed along the photo's edges (a guided filter on log depth). Its farthest
+part is the backdrop.
 
 The result is relative (median 1), meant for a dry run or a placeholder, not for measurement.
 """
@@ -142,13 +144,10 @@ def pop_up(image: Tensor, camera: Cameras) -> PopUp:
         and ground.mean() >= MIN_GROUND
     )
     if landscape:
-        depth = _landscape_depth(
-            labels, segments, features.lab, rows - horizon, float(camera.fy[0])
-        )
+        out = _landscape_depth(labels, segments, features.lab, rows - horizon, float(camera.fy[0]))
     else:
-        depth = _close_up_depth(lab[..., 0])
-    log_depth = _guided_filter(rgb.mean(axis=2), np.log(depth).astype(np.float32), h, w)
-    out = np.exp(log_depth)
+        log_depth = np.log(_close_up_depth(lab[..., 0])).astype(np.float32)
+        out = np.exp(_guided_filter(rgb.mean(axis=2), log_depth, h, w))
     out /= np.median(out)
     return PopUp(labels, out.astype(np.float32), bool(landscape), horizon)
 
