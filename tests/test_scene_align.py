@@ -165,6 +165,18 @@ def test_pop_up_landscape_has_no_flying_pixels_at_a_billboards_edge():
     assert len(levels) <= 4, np.exp(levels)
 
 
+def test_pop_up_landscape_puts_an_objects_blended_rim_at_its_depth():
+    # the box's sides blend into the sky over a column (as a camera's pixels do); left at the
+    # sky's depth, that rim would stay behind when the box moves and draw its outline on the sky
+    img = landscape()
+    box, sky = img[:, 40, 60].clone(), img[:, 2, 2].clone()
+    img[:, 30:48, 49] = img[:, 30:48, 80] = (0.5 * (box + sky))[:, None]
+    d = pop_up(img, Cameras.create(torch.eye(4), width=128, height=96, fov_deg=60)).depth
+    box_depth = float(np.median(d[35:45, 55:75]))
+    rim = d[36:46, [49, 80]]  # (its top corners share superpixels with the sky)
+    assert np.abs(rim / box_depth - 1).max() < 0.05, rim / box_depth
+
+
 def test_pop_up_gives_a_close_up_a_smooth_capped_depth():
     # no sky: a sharp, textured subject in the middle of a blurred, smooth background
     g = torch.Generator().manual_seed(2)

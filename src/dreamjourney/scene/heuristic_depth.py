@@ -252,7 +252,33 @@ def _landscape_depth(
         contact = np.where(feet >= 0, feet, lowest).astype(np.int64)
         stand = np.minimum(ground_z[np.clip(contact, 0, h - 1)], 0.5 * FAR_DEPTH)
         depth = np.where(regions > 0, np.concatenate([[0.0], stand])[regions], depth)
-    return depth
+    # the parts whose borders are depth steps: sky, ground and each vertical region
+    parts = np.where(regions > 0, regions + VERTICAL, labels)
+    return _edges_to_the_nearer_side(depth, parts)
+
+
+def _edges_to_the_nearer_side(depth: np.ndarray, parts: np.ndarray, radius: int = 2) -> np.ndarray:
+    """`depth` `(H,W)` with the pixels within `radius` of a depth step (neighbours in
+    different `parts` `(H,W)`, one more than 1.5x farther than the other) set to the nearest
+    depth within `radius`: a superpixel's edge follows a colour edge only to a pixel or two,
+    and an object's rim left at the depth behind it stays there when the object moves, drawing
+    its outline on the background."""
+    step = np.zeros(depth.shape, bool)
+    for axis in (0, 1):
+        a = [slice(None), slice(None)]
+        b = [slice(None), slice(None)]
+        a[axis], b[axis] = slice(None, -1), slice(1, None)
+        near, far = (
+            np.minimum(depth[tuple(a)], depth[tuple(b)]),
+            np.maximum(depth[tuple(a)], depth[tuple(b)]),
+        )
+        jump = (parts[tuple(a)] != parts[tuple(b)]) & (far > 1.5 * near)
+        step[tuple(a)] |= jump
+        step[tuple(b)] |= jump
+    size = 2 * radius + 1
+    zone = ndimage.binary_dilation(step, structure=np.ones((size, size), bool))
+    nearest = ndimage.grey_erosion(depth, size=(size, size))
+    return np.where(zone, nearest, depth)
 
 
 def _vertical_regions(labels: np.ndarray, segments: np.ndarray, colours: np.ndarray) -> np.ndarray:
