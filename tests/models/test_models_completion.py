@@ -15,6 +15,7 @@ from dreamjourney.models.classical import (
     background_sources,
     below_horizon,
     inpaint_frame,
+    receding,
 )
 from dreamjourney.models.protocols import Completer, CompletionContext
 from dreamjourney.models.vace import VaceCompleter
@@ -129,6 +130,50 @@ def test_patchmatch_fill_never_copies_a_nearer_object_into_a_hole():
     free = inpaint_frame(image, known)[:, ~known]
     assert ((free[0] > 0.6) & (free[1] < 0.3)).any()
     assert torch.equal(out, inpaint_frame(image, known, depth=torch.where(known, depth, 0.0)))
+
+
+def test_patchmatch_fill_at_the_frame_edge_never_copies_a_wide_near_object():
+    # a pan opens a 24 px band at the left edge beside a near object 96 px wide: no far side
+    # is in reach of the band, so the background is what lies farthest along its rows
+    g = torch.Generator().manual_seed(4)
+    image = torch.tensor([0.35, 0.45, 0.6])[:, None, None] + 0.15 * torch.rand(
+        1, 96, 160, generator=g
+    ).expand(3, 96, 160)
+    depth = torch.full((96, 160), 3.0)
+    image[:, 10:86, 24:120] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
+    depth[10:86, 24:120] = 1.0
+    known = torch.ones(96, 160, dtype=torch.bool)
+    known[:, :24] = False
+    out = inpaint_frame(image, known, depth=torch.where(known, depth, 0.0))
+    fill = out[:, ~known]
+    assert not ((fill[0] > 0.6) & (fill[1] < 0.3)).any()
+    sources = background_sources(known.numpy(), torch.where(known, depth, 0.0).numpy())
+    assert not sources[10:86, 24:120].any() and sources[:, 128:].all()
+
+
+def test_patchmatch_fills_ground_with_ground_not_with_what_stands_on_it():
+    # a ground plane below the horizon (row 32) recedes row by row; a brown shed stands on it
+    # at row 80, beside the band a pan opens at the left edge: near its foot it is as far as
+    # the ground beside it, so depth alone would let it be copied into the band
+    g = torch.Generator().manual_seed(5)
+    h, w = 96, 128
+    rows = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w)
+    image = torch.tensor([0.3, 0.5, 0.95])[:, None, None].expand(3, h, w).clone()
+    image[:, 32:] = torch.tensor([0.2, 0.55, 0.2])[:, None, None] + 0.1 * torch.rand(
+        1, h - 32, w, generator=g
+    )
+    depth = torch.where(rows > 32, 60.0 / (rows - 31.5), 100.0)
+    image[:, 56:81, 24:64] = torch.tensor([0.45, 0.25, 0.1])[:, None, None]
+    depth[56:81, 24:64] = 60.0 / (80 - 31.5)
+    known = torch.ones(h, w, dtype=torch.bool)
+    known[:, :24] = False
+    below = rows > 32
+    out = inpaint_frame(image, known, depth=torch.where(known, depth, 0.0), below=below)
+    ground = out[:, ~known & below]
+    brown = (ground[0] > 0.35) & (ground[1] < 0.35)
+    assert not brown.any()
+    ground_like = receding(known.numpy(), torch.where(known, depth, 0.0).numpy())
+    assert ground_like[40:80, 70:].all() and not ground_like[56:78, 24:64].any()
 
 
 def test_below_horizon_splits_a_level_camera_at_its_principal_row():
@@ -277,6 +322,27 @@ def test_inpaint_frame_continues_texture_into_a_wide_border_band():
     new, old = inpaint_frame(holes, known), _telea(holes, known)
     assert ripple(new) > 3 * ripple(old)
     assert ripple(new) > 0.2 * ripple(image)
+
+
+@pytest.mark.parametrize("name", ["coffee", "grass"])
+def test_inpaint_frame_fill_is_no_sharper_than_the_photo_it_copies(name):
+    # PatchMatch's seams between copied patches add pixel-scale detail the photo does not have,
+    # which shimmers when the fill is re-rendered from a moving camera; its texture at 2-8 px
+    # (what makes it look like the photo) stays
+    import skimage.data
+
+    photo = cv2.resize(getattr(skimage.data, name)(), (384, 288), interpolation=cv2.INTER_AREA)
+    if photo.ndim == 2:
+        photo = np.repeat(photo[..., None], 3, axis=2)
+    frame = torch.from_numpy(photo).permute(2, 0, 1).float() / 255
+    known = torch.ones(288, 384, dtype=torch.bool)
+    known[:, :60] = False
+    grey = inpaint_frame(frame, known).mean(0).numpy()
+    fine = np.abs(cv2.Laplacian(grey, cv2.CV_32F))
+    band = np.abs(cv2.GaussianBlur(grey, (0, 0), 1) - cv2.GaussianBlur(grey, (0, 0), 4))
+    fill, rest = np.s_[:, 4:56], np.s_[:, 64:]
+    assert fine[fill].mean() < 0.9 * fine[rest].mean()
+    assert band[fill].mean() > 0.6 * band[rest].mean()
 
 
 def test_classical_completer_rejects_bad_parameters():

@@ -54,6 +54,10 @@ MIN_SKY = 0.04
 MIN_GROUND = 0.08
 REGION_COLOR_DISTANCE = 15.0  # CIELAB: neighbouring vertical superpixels closer join a region
 BLUE_SKY = -5.0  # the sky's median CIELAB b* must be below this (blue): grey walls are not sky
+# a footless region rests on the region below it if that holds this share of the pixels under
+# its bottom edge and starts at most REST_ROWS above its lowest row
+REST_SHARE = 0.6
+REST_ROWS = 3
 CLOSE_UP_RANGE = 3.0
 CLOSE_UP_FOCUS = 0.4  # share of the close-up's log-depth range decided by the focus cue
 
@@ -241,8 +245,8 @@ def _landscape_depth(
     count = int(regions.max())
     if count:
         # a region stands on its foot (its lowest pixels above ground or the image's bottom
-        # edge); one with no foot (seen above another region: a hill behind a tree) stands on
-        # its lowest row
+        # edge); one with no foot stands on its lowest row (a hill seen above a tree), or
+        # where it rests on the region just below it (a roof on its wall: `_resting`)
         below_label = np.vstack([labels[1:], np.full((1, w), GROUND, np.uint8)])
         foot = (regions > 0) & (below_label == GROUND)
         rows = np.broadcast_to(np.arange(h)[:, None], (h, w))
@@ -251,10 +255,43 @@ def _landscape_depth(
         feet = np.asarray(ndimage.maximum(np.where(foot, rows, -1), regions, index=index))
         contact = np.where(feet >= 0, feet, lowest).astype(np.int64)
         stand = np.minimum(ground_z[np.clip(contact, 0, h - 1)], 0.5 * FAR_DEPTH)
+        for region, support in _resting(regions, feet < 0):
+            stand[region - 1] = stand[support - 1]
         depth = np.where(regions > 0, np.concatenate([[0.0], stand])[regions], depth)
     # the parts whose borders are depth steps: sky, ground and each vertical region
     parts = np.where(regions > 0, regions + VERTICAL, labels)
     return _edges_to_the_nearer_side(depth, parts)
+
+
+def _resting(regions: np.ndarray, footless: np.ndarray) -> list[tuple[int, int]]:
+    """(region, support) pairs, lowest regions first, of the vertical regions (1..R in
+    `regions` `(H,W)`) with no foot (`footless` `(R,)`) that rest on another: at least
+    REST_SHARE of the pixels just below their bottom edge belong to it, and it starts at most
+    REST_ROWS rows above their lowest row (a roof on its wall; not a hill beside a tree's
+    crown, whose support rises far above the hill's lowest row)."""
+    h, w = regions.shape
+    below = np.vstack([regions[1:], np.zeros((1, w), regions.dtype)])
+    edge = (regions > 0) & (below != regions)
+    pairs, counts = np.unique(np.stack([regions[edge], below[edge]], 1), axis=0, return_counts=True)
+    index = np.arange(1, len(footless) + 1)
+    rows = np.broadcast_to(np.arange(h)[:, None], (h, w))
+    top = np.asarray(ndimage.minimum(rows, regions, index=index))
+    lowest = np.asarray(ndimage.maximum(rows, regions, index=index))
+    out = []
+    for region in np.argsort(-lowest, kind="stable") + 1:
+        mine = pairs[:, 0] == region
+        if not footless[region - 1] or not mine.any():
+            continue
+        best = int(np.argmax(np.where(mine, counts, -1)))
+        support = int(pairs[best, 1])
+        share = counts[best] / counts[mine].sum()
+        if (
+            support > 0
+            and share >= REST_SHARE
+            and top[support - 1] >= lowest[region - 1] - REST_ROWS
+        ):
+            out.append((int(region), support))
+    return out
 
 
 def _edges_to_the_nearer_side(depth: np.ndarray, parts: np.ndarray, radius: int = 2) -> np.ndarray:
