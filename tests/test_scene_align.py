@@ -177,6 +177,21 @@ def test_pop_up_landscape_puts_an_objects_blended_rim_at_its_depth():
     assert np.abs(rim / box_depth - 1).max() < 0.05, rim / box_depth
 
 
+def test_pop_up_landscape_keeps_a_roof_on_its_wall():
+    # a red roof on a cream wall: the roof touches no ground, and standing on its own lowest
+    # row it would be farther than its wall, so a camera move would lift it off the house
+    img = landscape()
+    img[:, 30:70, 50:80] = torch.tensor([0.9, 0.85, 0.7])[:, None, None]  # the wall
+    img[:, 18:30, 46:84] = torch.tensor([0.7, 0.1, 0.1])[:, None, None]  # its roof
+    scene = pop_up(img, Cameras.create(torch.eye(4), width=128, height=96, fov_deg=60))
+    assert (scene.labels[20:28, 50:80] == VERTICAL).all()
+    roof, wall = (
+        float(np.median(scene.depth[20:28, 50:80])),
+        float(np.median(scene.depth[40:60, 55:75])),
+    )
+    assert abs(roof / wall - 1) < 0.02, (roof, wall)
+
+
 def test_pop_up_gives_a_close_up_a_smooth_capped_depth():
     # no sky: a sharp, textured subject in the middle of a blurred, smooth background
     g = torch.Generator().manual_seed(2)
