@@ -176,6 +176,21 @@ def test_patchmatch_fills_ground_with_ground_not_with_what_stands_on_it():
     assert ground_like[40:80, 70:].all() and not ground_like[56:78, 24:64].any()
 
 
+def test_patchmatch_fill_skips_sources_too_scattered_to_hold_a_patch():
+    # every 4th pixel is a preferred source: over MIN_SOURCES of them, but no 7x7 patch of
+    # sources; PatchMatch given nothing to copy paints black, so the next choice is taken
+    from dreamjourney.models.classical import _patchmatch_fill
+
+    g = np.random.default_rng(6)
+    img = (120 + 60 * g.random((64, 96, 1)) * np.ones((1, 1, 3))).astype(np.uint8)
+    holes = np.zeros((64, 96), bool)
+    holes[20:44, 30:60] = True
+    scattered = np.zeros_like(holes)
+    scattered[::2, ::2] = True
+    out = _patchmatch_fill(img, holes, [scattered & ~holes, ~holes], 3, seed=0)
+    assert out[holes].min() >= 100
+
+
 def test_below_horizon_splits_a_level_camera_at_its_principal_row():
     K = torch.tensor([[50.0, 0.0, 32.0], [0.0, 50.0, 20.5], [0.0, 0.0, 1.0]])
     level = Cameras.create(torch.eye(4), width=64, height=48, K=K)

@@ -195,18 +195,21 @@ def _patchmatch_fill(
     img: np.ndarray, holes: np.ndarray, choices: list[np.ndarray], patch_size: int, seed: int
 ) -> np.ndarray:
     """PatchMatch-fill `holes` in `img` `(H,W,3)` uint8, on a crop around them, copying from
-    the first of the source masks `choices` `(H,W)` that holds MIN_SOURCES pixels (or the
-    last one that holds any); returns a copy.
+    the first of the source masks `choices` `(H,W)` that holds MIN_SOURCES patch centres (or
+    the last one that holds any, else from anywhere); returns a copy.
 
-    The crop spans the holes plus a margin as wide as they are (at least 24 px), or the whole
-    frame where the crop holds fewer than MIN_SOURCES sources.
+    A patch centre is a source pixel whose whole patch is source (or hole): scattered sources
+    hold none, and PatchMatch given no patch to copy paints the hole black. The crop spans the
+    holes plus a margin as wide as they are (at least 24 px), or the whole frame where the crop
+    holds fewer than MIN_SOURCES centres.
     """
     pm = _patchmatch()
     h, w = holes.shape
-    counts = [int(c.sum()) for c in choices]
-    sources = next(
-        (c for c, n in zip(choices, counts, strict=True) if n >= MIN_SOURCES),
-        next(c for c, n in zip(choices[::-1], counts[::-1], strict=True) if n),
+    centres = [c & ~ndimage.binary_dilation(~c & ~holes, iterations=patch_size) for c in choices]
+    counts = [int(c.sum()) for c in centres]
+    usable = next(
+        (c for c, n in zip(centres, counts, strict=True) if n >= MIN_SOURCES),
+        next((c for c, n in zip(centres[::-1], counts[::-1], strict=True) if n), ~holes),
     )
     rows, cols = np.nonzero(holes)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
@@ -215,12 +218,11 @@ def _patchmatch_fill(
         slice(max(0, top - margin), min(h, bottom + margin)),
         slice(max(0, left - margin), min(w, right + margin)),
     )
-    if int(sources[crop].sum()) < MIN_SOURCES:
+    if int(usable[crop].sum()) < MIN_SOURCES:
         crop = (slice(0, h), slice(0, w))
-    hole, usable = holes[crop], sources[crop]
-    # pixels that are neither filled nor copied from: non-sources, grown by the patch radius (a
-    # source patch must not reach into an excluded object)
-    ignore = ndimage.binary_dilation(~usable & ~hole, iterations=patch_size) & ~hole
+    hole = holes[crop]
+    # pixels that are neither filled nor patch centres to copy from
+    ignore = ~usable[crop] & ~hole
     pm.set_random_seed(seed)
     filled = pm.inpaint(
         np.ascontiguousarray(img[crop]),
