@@ -14,8 +14,10 @@ from dreamjourney.models.classical import (
     ClassicalCompleter,
     background_sources,
     below_horizon,
+    elevation,
     inpaint_frame,
     receding,
+    sky_model,
 )
 from dreamjourney.models.protocols import Completer, CompletionContext
 from dreamjourney.models.vace import VaceCompleter
@@ -201,6 +203,53 @@ def test_below_horizon_splits_a_level_camera_at_its_principal_row():
         look_at(torch.zeros(3), torch.tensor([0.0, 1.0, 1.0])), width=64, height=48, K=K
     )
     assert below_horizon(pitched).all()  # looking 45 degrees down, the horizon is off the top
+
+
+def _blue_sky_landscape() -> torch.Tensor:
+    """128x96 seen by a level camera of 60 degrees: a sky that goes from pale blue at the
+    horizon (row 48) to deep blue 25 degrees up, by elevation as a real sky does, over
+    textured green ground."""
+    g = torch.Generator().manual_seed(7)
+    camera = Cameras.create(torch.eye(4), width=128, height=96, fov_deg=60)
+    t = (1 - elevation(camera) / 25).clamp(0, 1)
+    image = torch.stack([0.2 + 0.4 * t, 0.4 + 0.35 * t, 0.9 + 0.05 * t])
+    image[:, 48:] = torch.tensor([0.25, 0.55, 0.2])[:, None, None] + 0.1 * torch.rand(
+        1, 48, 128, generator=g
+    )
+    return image
+
+
+def test_sky_model_gives_the_photos_sky_by_elevation():
+    camera = Cameras.create(torch.eye(4), width=128, height=96, fov_deg=60)
+    view = _blue_sky_landscape()
+    model = sky_model(view, camera)
+    assert model is not None
+    degrees = elevation(camera)[:, 64]
+    for row in (2, 10):  # (the pop-up labels the pale sky lower down as sky only in part)
+        colour = model[int(degrees[row])]
+        assert np.abs(colour - view[:, row, 64].numpy()).max() < 0.05, (row, colour)
+    assert (model[:, 2] > model[:, 0] + 0.5).all()  # blue at every elevation
+    assert model[20, 0] < model[3, 0] - 0.03  # deeper higher up
+    close_up = torch.tensor([0.5, 0.3, 0.2])[:, None, None] + 0.3 * torch.rand(
+        1, 96, 128, generator=torch.Generator().manual_seed(8)
+    )
+    assert sky_model(close_up.expand(3, 96, 128), camera) is None
+
+
+def test_classical_paints_the_sky_where_a_frame_shows_none_of_it():
+    # an orbit looking back where the photo never looked: above the horizon the frame shows
+    # only a slate roof; copied from it, the hole above would be a slate sky
+    camera = Cameras.create(torch.eye(4), width=128, height=96, fov_deg=60)
+    frame = _blue_sky_landscape()
+    frame[:, :48] = torch.tensor([0.35, 0.33, 0.45])[:, None, None]
+    known = torch.ones(96, 128, dtype=torch.bool)
+    known[:40, :64] = False
+    context = CompletionContext(cameras=camera, start_view=_blue_sky_landscape())
+    out = ClassicalCompleter().complete(frame[None], known[None], context=context)[0]
+    fill = out[:, ~known]
+    assert (fill[2] > fill[0] + 0.25).all()  # blue, not slate
+    top, bottom = out[:, 2, 10], out[:, 36, 10]
+    assert top[0] < bottom[0] - 0.03  # deeper blue higher up, as in the photo
 
 
 def _sky_over_ground() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -34,12 +34,24 @@ from dreamjourney.models.protocols import CompletionContext, Progress
 # A known pixel is a PatchMatch source only if it lies at least this share of the depth of the
 # far side of the nearest hole (nearer pixels belong to the object in front of the hole).
 BACKGROUND_RATIO = 0.67
+# Beside a hole at the frame's edge, a known pixel is a source only if it lies at least this
+# share of the farthest depth of its rows: it excludes an object standing in front of the scene
+# (a tree is 5-100x nearer than what is behind it) but not the nearer half of a close-up's
+# smooth depth (at most CLOSE_UP_RANGE ** CLOSE_UP_FOCUS = 1.55x across a row).
+EDGE_RATIO = 0.5
 # The PatchMatch fill is softened by a Gaussian of this sigma (pixels): seams between copied
 # patches make it sharper at the pixel scale than the photo it copies (on scikit-image's
 # coffee, 1.16x the photo's Laplacian energy), and re-rendered under a moving camera that
 # pixel-scale detail shimmers (bench_offline's `flicker`). At 0.5 px its texture at 2-8 px is
 # kept (band-pass energy 0.70 of the photo's, against 0.73 unsoftened).
 SEAM_SIGMA = 0.5
+# Where a frame shows (almost) none of the sky (fewer than MIN_SOURCES known pixels within
+# SKY_MATCH, in RGB, of the sky at their elevation, e.g. an orbit looking back where the photo
+# never looked), its holes higher than SKY_MIN_ELEVATION degrees are painted with the sky of
+# the view the clip continues from, by elevation (`sky_model`).
+SKY_MATCH = 0.1
+SKY_MIN_ELEVATION = 1.0
+SKY_SMOOTH_DEG = 4.0
 # Below this many source pixels in a crop (a few patches' worth), the whole frame is searched.
 MIN_SOURCES = 400
 
@@ -64,36 +76,37 @@ def far_side(known: np.ndarray, depth: np.ndarray, holes: np.ndarray | None = No
     Camera moves open holes mostly sideways, between an object's edge and the background
     beside it, so each hole pixel takes the largest known depth along its row within twice
     the holes' width (reaching across the hole to the background the move reveals) and a few
-    rows up and down; every other pixel takes the value of its nearest such hole pixel. A hole
-    at the frame's edge (what a move brings into view) may have a wide object beside it and
-    nothing beyond in reach: where there is one, every pixel also takes at least the largest
-    known depth of its rows across the frame, so that only what lies at the back of its rows
-    is background.
+    rows up and down; every other pixel takes the value of its nearest such hole pixel.
     """
     holes = ~known if holes is None else holes
     if not holes.any():
         return np.zeros_like(depth)
     width = 2 * float(ndimage.distance_transform_edt(holes).max())
     size = (5, 2 * int(np.ceil(width)) + 9)
-    known_depth = np.where(known, depth, 0.0)
-    rim_depth = ndimage.grey_dilation(known_depth, size=size)
+    rim_depth = ndimage.grey_dilation(np.where(known, depth, 0.0), size=size)
     have = holes & (rim_depth > 0)
     if not have.any():
         return np.zeros_like(depth)
     _, (ny, nx) = ndimage.distance_transform_edt(~have, return_indices=True)
-    out = rim_depth[ny, nx]
-    if holes[0].any() or holes[-1].any() or holes[:, 0].any() or holes[:, -1].any():
-        rows = ndimage.grey_dilation(known_depth.max(axis=1), size=5)
-        out = np.maximum(out, rows[:, None])
-    return out
+    return rim_depth[ny, nx]
 
 
 def background_sources(
     known: np.ndarray, depth: np.ndarray, holes: np.ndarray | None = None
 ) -> np.ndarray:
     """`(H,W)` bool: known pixels that are not nearer than the far side of their nearest hole of
-    `holes` (`far_side`): a hole opened behind an object is background, not the object."""
-    return known & (depth >= BACKGROUND_RATIO * far_side(known, depth, holes))
+    `holes` (`far_side`): a hole opened behind an object is background, not the object.
+
+    A hole at the frame's edge (what a move brings into view) may have a wide object beside it
+    and nothing beyond in reach: where there is one, a source must also not be nearer than
+    EDGE_RATIO times the farthest known depth of its rows (a few rows up and down).
+    """
+    holes = ~known if holes is None else holes
+    out = known & (depth >= BACKGROUND_RATIO * far_side(known, depth, holes))
+    if holes[0].any() or holes[-1].any() or holes[:, 0].any() or holes[:, -1].any():
+        rows = ndimage.grey_dilation(np.where(known, depth, 0.0).max(axis=1), size=5)
+        out &= depth >= EDGE_RATIO * rows[:, None]
+    return out
 
 
 def receding(known: np.ndarray, depth: np.ndarray, rows: int = 2) -> np.ndarray:
@@ -111,6 +124,7 @@ def inpaint_frame(
     *,
     depth: Tensor | None = None,
     below: Tensor | None = None,
+    sky: np.ndarray | None = None,
     band: float = 4.0,
     patch_size: int = 3,
     radius: float = 3.0,
@@ -124,7 +138,9 @@ def inpaint_frame(
     where unknown) its sources are `background_sources`; with `below` `(H,W)` bool (pixels
     whose ray points below the horizon, see `below_horizon`) holes on each side of the horizon
     are filled from known pixels on the same side only; the fill is then softened at the
-    pixel scale (`SEAM_SIGMA`). The rest, thin cracks, by OpenCV Navier-Stokes inpainting
+    pixel scale (`SEAM_SIGMA`). With `sky` `(H,W,3)` (the sky's colour along each pixel's ray,
+    NaN below SKY_MIN_ELEVATION: `sky_image`) and `below`, a frame that shows almost none of
+    that sky has its deep holes above SKY_MIN_ELEVATION painted with it. The rest, thin cracks, by OpenCV Navier-Stokes inpainting
     (`radius` pixels). Deterministic for a given `seed`.
 
     Raises:
@@ -149,6 +165,13 @@ def inpaint_frame(
     # a hole below the horizon is ground or what stands on it, one above it sky or what rises
     # into it: each is filled from its own side, so sky is never copied into the ground
     sides = [np.ones_like(have)] if below is None else [below.cpu().numpy(), ~below.cpu().numpy()]
+    if sky is not None and below is not None:
+        seen = have & sides[1] & (np.abs(img / 255.0 - sky).max(axis=-1) < SKY_MATCH)
+        if int(seen.sum()) < MIN_SOURCES:
+            painted = deep & ~np.isnan(sky[..., 0])
+            out[painted] = np.clip(sky[painted] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            deep &= ~painted
+            hole &= ~painted
     for i, side in enumerate(sides):
         if (deep & side).any():
             choices = [background & side, have & side, background, have]
@@ -183,12 +206,48 @@ def _known_depth(depth: Tensor, known: np.ndarray) -> np.ndarray:
     return np.where(known, depth.detach().float().cpu().numpy(), 0.0)
 
 
-def below_horizon(camera: Cameras) -> Tensor:
-    """`(H,W)` bool: pixels of `camera` (one camera) whose ray points below the horizon, the
-    plane through the camera normal to the world's up axis (`WORLD_UP`)."""
+def elevation(camera: Cameras) -> Tensor:
+    """`(H,W)` elevation in degrees of the rays of `camera` (one camera) above the horizon,
+    the plane through the camera normal to the world's up axis (`WORLD_UP`)."""
     _, directions = camera.rays()
     up = torch.tensor(WORLD_UP, dtype=directions.dtype, device=directions.device)
-    return (directions[0] @ up) < 0
+    sine = (directions[0] @ up) / directions[0].norm(dim=-1)
+    return torch.rad2deg(torch.asin(sine.clamp(-1.0, 1.0)))
+
+
+def below_horizon(camera: Cameras) -> Tensor:
+    """`(H,W)` bool: pixels of `camera` (one camera) whose ray points below the horizon."""
+    return elevation(camera) < 0
+
+
+def sky_model(view: Tensor, camera: Cameras) -> np.ndarray | None:
+    """`(90,3)`: the median colour of the sky in `view` `(3,H,W)`, seen from `camera`, per
+    degree of elevation (0-89), interpolated over the degrees it does not show and smoothed
+    over SKY_SMOOTH_DEG degrees; None where
+    the pop-up (`dreamjourney.scene.heuristic_depth.pop_up`) finds no landscape with a sky."""
+    from dreamjourney.scene.heuristic_depth import SKY, pop_up
+
+    scene = pop_up(view, camera)
+    sky = scene.labels == SKY
+    if not scene.landscape or int(sky.sum()) < MIN_SOURCES:
+        return None
+    degrees = np.clip(elevation(camera).cpu().numpy()[sky], 0, 89).astype(np.int64)
+    colours = view.detach().float().cpu().permute(1, 2, 0).numpy()[sky]
+    shown = np.unique(degrees)
+    medians = np.stack([np.median(colours[degrees == d], axis=0) for d in shown])
+    every = np.arange(90)
+    model = np.stack([np.interp(every, shown, medians[:, c]) for c in range(3)], axis=1)
+    # a cloud fills a few degrees: smoothed over elevation, it does not paint bands
+    return ndimage.gaussian_filter1d(model, SKY_SMOOTH_DEG, axis=0, mode="nearest")
+
+
+def sky_image(model: np.ndarray, camera: Cameras) -> np.ndarray:
+    """`(H,W,3)`: the colour of `model` (`sky_model`) along each ray of `camera`, NaN below
+    SKY_MIN_ELEVATION degrees."""
+    degrees = elevation(camera).cpu().numpy()
+    out = model[np.clip(degrees, 0, 89).astype(np.int64)]
+    out[degrees < SKY_MIN_ELEVATION] = np.nan
+    return out
 
 
 def _patchmatch_fill(
@@ -265,13 +324,20 @@ class ClassicalCompleter:
         _patchmatch()
 
     def _inpaint(
-        self, frame: Tensor, known: Tensor, depth: Tensor | None, camera: Cameras | None, seed: int
+        self,
+        frame: Tensor,
+        known: Tensor,
+        depth: Tensor | None,
+        camera: Cameras | None,
+        sky: np.ndarray | None,
+        seed: int,
     ) -> Tensor:
         return inpaint_frame(
             frame,
             known,
             depth=depth,
             below=None if camera is None else below_horizon(camera).to(known.device),
+            sky=None if sky is None or camera is None else sky_image(sky, camera),
             band=self.band,
             patch_size=self.patch_size,
             radius=self.radius,
@@ -303,13 +369,19 @@ class ClassicalCompleter:
         seed = 0 if generator is None else int(torch.randint(2**31, (1,), generator=generator))
         fill, have = frames.clone(), masks.clone()
         depths = None if context is None else context.depths
+        # the sky of the view the clip continues from, for frames that look where it is not
+        sky = (
+            None
+            if context is None or context.start_view is None
+            else sky_model(context.start_view.float().cpu(), context.cameras[0])
+        )
         done: dict[int, Tensor] = {}
         if context is not None and context.rerender is not None:
             for t in context.keyframes:
                 if bool(have[t].all()) or not bool(have[t].any()):
                     continue
                 depth = None if depths is None else depths[t]
-                done[t] = self._inpaint(fill[t], have[t], depth, context.cameras[t], seed + t)
+                done[t] = self._inpaint(fill[t], have[t], depth, context.cameras[t], sky, seed + t)
                 rendered, rendered_mask, depths = context.rerender(t, done[t])
                 rendered_mask = rendered_mask.to(frames.device).bool()
                 take = rendered_mask & ~masks
@@ -328,7 +400,7 @@ class ClassicalCompleter:
             elif bool(have[t].any()):
                 depth = None if depths is None else depths[t]
                 camera = None if context is None else context.cameras[t]
-                out[t] = self._inpaint(fill[t], have[t], depth, camera, seed + t)
+                out[t] = self._inpaint(fill[t], have[t], depth, camera, sky, seed + t)
             else:
                 empty.append(t)
             if progress is not None:
