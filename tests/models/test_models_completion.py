@@ -16,8 +16,8 @@ from dreamjourney.models.classical import (
     below_horizon,
     elevation,
     inpaint_frame,
-    receding,
     sky_model,
+    upright,
 )
 from dreamjourney.models.protocols import Completer, CompletionContext
 from dreamjourney.models.vace import VaceCompleter
@@ -174,8 +174,8 @@ def test_patchmatch_fills_ground_with_ground_not_with_what_stands_on_it():
     ground = out[:, ~known & below]
     brown = (ground[0] > 0.35) & (ground[1] < 0.35)
     assert not brown.any()
-    ground_like = receding(known.numpy(), torch.where(known, depth, 0.0).numpy())
-    assert ground_like[40:80, 70:].all() and not ground_like[56:78, 24:64].any()
+    standing = upright(known.numpy(), torch.where(known, depth, 0.0).numpy())
+    assert standing[56:78, 24:64].all() and not standing[33:94, 70:].any()
 
 
 def test_patchmatch_fill_skips_sources_too_scattered_to_hold_a_patch():

@@ -109,12 +109,14 @@ def background_sources(
     return out
 
 
-def receding(known: np.ndarray, depth: np.ndarray, rows: int = 2) -> np.ndarray:
-    """`(H,W)` bool: known pixels farther than the known pixel `rows` rows below them, as on
-    the ground, which recedes towards the horizon (an upright object, a billboard, keeps its
-    depth from row to row)."""
+def upright(known: np.ndarray, depth: np.ndarray, rows: int = 2) -> np.ndarray:
+    """`(H,W)` bool: known pixels at the same depth (within 1e-4) as the known pixel `rows`
+    rows below them: an upright surface facing the camera (a trunk, a wall, a billboard of the
+    pop-up), where the ground recedes towards the horizon and a close-up's smooth depth
+    changes from row to row."""
     out = np.zeros_like(known)
-    out[:-rows] = known[:-rows] & known[rows:] & (depth[:-rows] > (1 + 1e-3) * depth[rows:])
+    near, far = depth[rows:], depth[:-rows]
+    out[:-rows] = known[:-rows] & known[rows:] & (np.abs(far - near) <= 1e-4 * far)
     return out
 
 
@@ -178,7 +180,7 @@ def inpaint_frame(
             if depth is not None and below is not None and i == 0:
                 # below the horizon, ground first: a trunk or a wall stands at the depth of the
                 # ground at its foot, so depth alone lets it be copied into the ground
-                choices.insert(0, background & side & receding(have, _known_depth(depth, have)))
+                choices.insert(0, background & side & ~upright(have, _known_depth(depth, have)))
             out = _patchmatch_fill(out, deep & side, choices, patch_size, seed)
     for side in sides:
         if (deep & side).any():
