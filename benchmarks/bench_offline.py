@@ -18,6 +18,8 @@ per trajectory and over all photos:
   in both, over the same on pixels known in both: how much more the fills change than the
   scene does under the same camera move. A flat fill scores low however it moves (there is
   nothing to change), a textured one that moves with the world scores its texture;
+- `pair px`: pixels per pair of consecutive frames that are holes in both, the sample that
+  `flicker`, `flick/tex` and `warp` are measured on (a few pixels make those ratios noise);
 - `flick/tex`: `flicker` over the ratio of band-pass energy on those hole pixels to that on
   those known pixels: about 1 where the fills move with the world whatever their texture,
   above 1 where they change more than their texture explains;
@@ -173,6 +175,7 @@ def measure_tree(args: argparse.Namespace) -> None:
             frame_energy = band_energy(video).mean(axis=(1, 2))
             fill_energy, fill_pixels, flicker_hole, flicker_known = 0.0, 0, [], []
             texture_hole, texture_known, warp_hole, warp_known = [], [], [], []
+            pair_pixels = []
             for _, masks, out in clips:
                 holes = ~masks
                 energy = band_energy(out)
@@ -180,6 +183,7 @@ def measure_tree(args: argparse.Namespace) -> None:
                 fill_pixels += int(holes.sum())
                 change = np.abs(out[1:] - out[:-1]).mean(1)
                 both_holes, both_known = holes[1:] & holes[:-1], masks[1:] & masks[:-1]
+                pair_pixels.append(float(both_holes.sum()) / len(both_holes))
                 if both_holes.any() and both_known.any():
                     flicker_hole.append(float(change[both_holes].mean()))
                     flicker_known.append(float(change[both_known].mean()))
@@ -202,6 +206,7 @@ def measure_tree(args: argparse.Namespace) -> None:
                 "flicker": float(np.mean(flicker_hole) / np.mean(flicker_known))
                 if flicker_hole
                 else float("nan"),
+                "pair px": float(np.mean(pair_pixels)),
                 "flick/tex": float(
                     np.mean(flicker_hole)
                     / np.mean(flicker_known)
@@ -276,8 +281,8 @@ def main() -> None:
         f"offline preset, {args.size}, {args.segments} segments of {args.frames} frames"
         + (f"; before = {args.before}" if args.before else "")
     )
-    keys = ("holes@4", "holes@N", "uniform", "flat", "texture", "flicker", "flick/tex", "warp",
-            "s/seg", "cpu/seg")  # fmt: skip
+    keys = ("holes@4", "holes@N", "uniform", "flat", "texture", "flicker", "pair px", "flick/tex",
+            "warp", "s/seg", "cpu/seg")  # fmt: skip
     print("| trajectory | photo | tree | " + " | ".join(keys) + " |")
     print("|---|---|---|" + "---:|" * len(keys))
     for trajectory in args.trajectories.split(","):
@@ -289,7 +294,8 @@ def main() -> None:
                     ]
                 else:
                     values = [tree[photo][trajectory][k] for k in keys]
-                cells = [f"{v:.1%}" if k.startswith(("holes", "uniform", "flat")) else f"{v:.2f}"
+                cells = [f"{v:.1%}" if k.startswith(("holes", "uniform", "flat"))
+                         else f"{v:.0f}" if k == "pair px" else f"{v:.2f}"
                          for k, v in zip(keys, values, strict=True)]  # fmt: skip
                 name = f"**{photo}**" if photo == "mean" else photo
                 print(f"| {trajectory} | {name} | {label} | " + " | ".join(cells) + " |")
