@@ -470,3 +470,28 @@ def test_two_runs_in_one_process_write_the_same_bytes(tmp_path):
     b = {k: v for k, v in tree_hashes(tmp_path / "b").items() if k.endswith(".mp4")}
     assert "video.mp4" in a and len(a) == 7  # 3 clips a segment, and the video
     assert a == b
+
+
+def test_background_fills_are_lifted_no_nearer_than_the_background_they_continue():
+    # a close-up's depth reads sharp texture as near: a PatchMatch fill of a hole between a
+    # near object (left, depth 1) and the background (right, depth 3) would stand in front of
+    # that background; a completer that copies the background keeps it at least that far
+    from dreamjourney.models.classical import ClassicalCompleter
+    from dreamjourney.models.registry import build_backends
+
+    g = torch.Generator().manual_seed(9)
+    frame = 0.4 + 0.05 * torch.rand(3, 64, 96, generator=g)
+    frame[:, :, 40:56] = torch.rand(3, 64, 16, generator=g)  # the fill: sharp texture
+    target = torch.full((64, 96), 3.0)
+    target[:, :40] = 1.0
+    known = torch.ones(64, 96, dtype=torch.bool)
+    known[:, 40:56] = False
+    target = torch.where(known, target, 0.0)
+    pipeline = JourneyPipeline(build_backends("offline"))
+    assert isinstance(pipeline.backends.completer, ClassicalCompleter)
+    depth = pipeline._fill_depth(frame, target, known)
+    assert (depth[:, 40:56] >= 3.0 * 0.999).all()
+    assert torch.equal(depth[known], pipeline._aligned_depth(frame, target, known)[known])
+    # a completer that may put something new in front gets the estimate as it is
+    pipeline.backends.completer.fills_background = False  # type: ignore[misc]
+    assert (pipeline._fill_depth(frame, target, known)[:, 40:56] < 3.0 * 0.999).any()

@@ -298,9 +298,14 @@ def _patchmatch_fill(
 
 
 class ClassicalCompleter:
-    """Offline completer (no weights); see `inpaint_frame` for the parameters."""
+    """Offline completer (no weights); see `inpaint_frame` for the parameters.
+
+    Its fills are copied from the background, so the pipeline keeps them at the background's
+    depth (`fills_background`).
+    """
 
     name = "classical"
+    fills_background = True
 
     def __init__(
         self,

@@ -84,6 +84,9 @@ class Completer(Protocol):
         """Fill the holes of `frames` `(T,3,H,W)` where `masks` `(T,H,W)` is False.
 
         Returns `(T,3,H,W)` in [0,1]; pixels where `masks` is True equal the input exactly.
+        A completer whose fills are copied from the background (never a new object in front)
+        may say so with a class attribute `fills_background = True`: the pipeline then lifts
+        each filled hole no nearer than the far side of its hole.
         """
         ...
 

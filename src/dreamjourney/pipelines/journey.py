@@ -43,6 +43,7 @@ from dreamjourney.io.images import default_size, fit_image, load_image, save_ima
 from dreamjourney.io.plots import plot_trajectory
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord, sha256_file
 from dreamjourney.io.video import concat_videos, iter_video, write_video
+from dreamjourney.models.classical import far_side
 from dreamjourney.models.protocols import CompletionContext
 from dreamjourney.models.registry import Backends, build_backends
 from dreamjourney.scene import World, align_depth
@@ -436,7 +437,7 @@ class JourneyPipeline:
 
         def rerender(i: int, frame: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             nonlocal current
-            depth = self._aligned_depth(frame, current.depth[i], current.mask[i])
+            depth = self._fill_depth(frame, current.depth[i], current.mask[i])
             trial.add_frame(frame, depth, cameras[i], time=float(times[i]))
             lifted[i] = (frame, depth)
             current = trial.render(cameras)
@@ -474,7 +475,7 @@ class JourneyPipeline:
                 depth = lifted[i][1]
             else:
                 target = world.render(cameras[i])
-                depth = self._aligned_depth(frame, target.depth[0], target.mask[0])
+                depth = self._fill_depth(frame, target.depth[0], target.mask[0])
             added += world.add_frame(frame, depth, cameras[i], time=float(times[i]), new_only=True)
         t_stage1 = time.perf_counter() - t_start
 
@@ -588,6 +589,19 @@ class JourneyPipeline:
                 pred, target, known, space=estimate.space, max_samples=ALIGN_SAMPLES
             ).aligned
         return self._plausible(aligned, target, known)
+
+    def _fill_depth(self, frame: Tensor, target: Tensor, known: Tensor) -> Tensor:
+        """`_aligned_depth` of a completed `frame` (3, H, W); where the completer fills holes
+        with the background it copies (`fills_background`), no hole pixel is nearer than the
+        far side of its hole (`far_side` of the rendered depth `target` (H, W) on the `known`
+        (H, W) pixels): the depth estimated on the fill itself (a copied texture reads as
+        near to a focus cue) would stand it in front of the background it continues."""
+        depth = self._aligned_depth(frame, target, known)
+        if getattr(self.backends.completer, "fills_background", False) and bool(known.any()):
+            far = far_side(known.cpu().numpy(), target.float().cpu().numpy())
+            behind = torch.maximum(depth, torch.from_numpy(far).to(depth))
+            depth = torch.where(known, depth, behind)
+        return depth
 
     def _plausible(self, depth: Tensor, target: Tensor, known: Tensor) -> Tensor:
         """Clamp aligned z-depth into `DEPTH_RANGE_FACTOR` times beyond the known depths (their
