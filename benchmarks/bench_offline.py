@@ -121,6 +121,7 @@ class Recorder:
     def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
         self.inner = inner
         self.name = inner.name
+        self.fills_background = getattr(inner, "fills_background", False)
         self.clips: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def check_weights(self) -> None:
