@@ -11,6 +11,7 @@ from dreamjourney.camera import Cameras, look_at
 from dreamjourney.errors import InputError
 from dreamjourney.io.images import to_uint8
 from dreamjourney.models.classical import (
+    MAX_EXTRA_LIFTS,
     ClassicalCompleter,
     background_sources,
     below_horizon,
@@ -61,20 +62,48 @@ def test_classical_fills_keyframes_through_the_world_in_order(masked_clip):
     cams = Cameras.create(torch.eye(4)[None].repeat(9, 1, 1), width=64, height=64, fov_deg=60.0)
     ctx = CompletionContext(cameras=cams, keyframes=(4, 8), rerender=rerender)
     out = ClassicalCompleter().complete(frames, masks, context=ctx)
-    assert [t for t, _ in seen] == [4, 8] and seen[0][1].shape == (3, 64, 64)
+    lifted = [t for t, _ in seen]
+    # the keyframes first; then, as this world never covers the bottom half, the frames left
+    # with the deepest holes, up to MAX_EXTRA_LIFTS of them
+    assert lifted[:2] == [4, 8] and len(lifted) == 2 + MAX_EXTRA_LIFTS
+    assert len(set(lifted)) == len(lifted) and seen[0][1].shape == (3, 64, 64)
     assert _known_equal(out, frames, masks)
-    # the keyframes are the frames that were lifted into the world
-    assert torch.equal(out[4], seen[0][1]) and torch.equal(out[8], seen[1][1])
+    # what was lifted is what the frames show
+    assert all(torch.equal(out[t], frame) for t, frame in seen)
     # the second keyframe was filled after the first one's lift: the world's pixels are in it
     assert torch.all(seen[1][1][:, :32][:, ~masks[8, :32]] == 0.25)
     # elsewhere, holes the world covers take the world's pixels exactly
-    others = [t for t in range(9) if t not in (4, 8)]
+    others = [t for t in range(9) if t not in lifted]
     top = torch.zeros(64, 64, dtype=torch.bool)
     top[:32] = True
     for t in others:
         assert torch.all(out[t][:, top & ~masks[t]] == 0.25)
         rest = ~masks[t] & ~top  # what the world does not cover is filled, not left as it was
         assert not torch.any(out[t][:, rest] == 0.25)
+
+
+def test_classical_lifts_a_frame_the_keyframes_leave_deep_holes_in():
+    # the keyframes are complete, but frame 2 sees round an object: a deep hole no lift
+    # covers; it is filled and lifted once (the world then covers it for the frames around),
+    # not filled again by PatchMatch in every frame
+    frames = torch.rand(5, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    masks = torch.ones(5, 48, 48, dtype=torch.bool)
+    masks[1:4, 10:30, 10:30] = False
+    seen = []
+
+    def rerender(t: int, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        seen.append(t)
+        world = frames.clone()
+        world[:, :, 10:30, 10:30] = frame[:, 10:30, 10:30]
+        covered = torch.ones(5, 48, 48, dtype=torch.bool)
+        return world, covered, covered.float()
+
+    cams = Cameras.create(torch.eye(4)[None].repeat(5, 1, 1), width=48, height=48, fov_deg=60.0)
+    ctx = CompletionContext(cameras=cams, keyframes=(0, 4), rerender=rerender)
+    out = ClassicalCompleter().complete(frames, masks, context=ctx)
+    assert seen == [1]  # (the first of the frames with the most deep hole pixels)
+    assert torch.equal(out[2][:, 10:30, 10:30], out[1][:, 10:30, 10:30])
+    assert torch.equal(out[3][:, 10:30, 10:30], out[1][:, 10:30, 10:30])
 
 
 def test_classical_repeats_a_frame_rather_than_inventing_one():

@@ -10,8 +10,10 @@ camera move opens behind an object is background, so the object must not be copi
 With a `CompletionContext` that can re-render, the clip is filled through the world: each
 keyframe (the frames the pipeline lifts) is filled in turn, lifted into the pipeline's copy of
 the world, and every frame re-rendered, so that later frames show what earlier fills put there
-instead of filling it again differently (which flickers); what the keyframes leave (thin cracks,
-mostly) is filled frame by frame. Without one, every frame is filled on its own.
+instead of filling it again differently (which flickers); then, while a frame still has deep
+holes (up to MAX_EXTRA_LIFTS times), the one with the most is filled and lifted the same way;
+what is left (thin cracks, mostly) is filled frame by frame. Without one, every frame is filled
+on its own.
 
 Deterministic: PatchMatch's random search is seeded on every call.
 """
@@ -52,6 +54,8 @@ SEAM_SIGMA = 0.5
 SKY_MATCH = 0.1
 SKY_MIN_ELEVATION = 1.0
 SKY_SMOOTH_DEG = 4.0
+# Besides the keyframes, at most this many frames are filled and lifted through the world.
+MAX_EXTRA_LIFTS = 4
 # Below this many source pixels in a crop (a few patches' worth), the whole frame is searched.
 MIN_SOURCES = 400
 
@@ -297,6 +301,20 @@ def _patchmatch_fill(
     return out
 
 
+def _most_deep_holes(have: Tensor, done: dict[int, Tensor], band: float) -> int | None:
+    """The frame of `have` `(T,H,W)` (known pixels) not in `done` with the most pixels more
+    than `band` pixels from a known one, or None where no frame has any (a frame with nothing
+    known cannot be filled and counts none)."""
+    counts = [
+        0
+        if t in done or not bool(known.any())
+        else int((ndimage.distance_transform_edt(~known.cpu().numpy()) > band).sum())
+        for t, known in enumerate(have)
+    ]
+    best = int(np.argmax(counts))
+    return best if counts[best] > 0 else None
+
+
 class ClassicalCompleter:
     """Offline completer (no weights); see `inpaint_frame` for the parameters.
 
@@ -383,8 +401,20 @@ class ClassicalCompleter:
             else sky_model(context.start_view.float().cpu(), context.cameras[0])
         )
         done: dict[int, Tensor] = {}
+        through_world = context is not None and context.rerender is not None
         if context is not None and context.rerender is not None:
-            for t in context.keyframes:
+            queue, extra = list(context.keyframes), 0
+            while queue or extra < MAX_EXTRA_LIFTS:
+                if queue:
+                    t = queue.pop(0)
+                else:
+                    # what the keyframes' fills leave deep holes in (a view between them that
+                    # sees round an object) is filled and lifted too, the frame with the most
+                    # first, rather than filled again in every frame
+                    deepest = _most_deep_holes(have, done, self.band)
+                    if deepest is None:
+                        break
+                    t, extra = deepest, extra + 1
                 if bool(have[t].all()) or not bool(have[t].any()):
                     continue
                 depth = None if depths is None else depths[t]
@@ -400,8 +430,8 @@ class ClassicalCompleter:
         for t in range(total):
             if t in done:
                 out[t] = done[t]
-            elif bool(have[t].any()) and done:
-                # the keyframes' fills cover the rest of the clip but for cracks and slivers:
+            elif bool(have[t].any()) and through_world:
+                # the lifted fills cover the rest of the clip but for cracks and slivers:
                 # OpenCV alone fills those (PatchMatch on every frame costs 0.3-0.8 s each)
                 out[t] = inpaint_frame(fill[t], have[t], band=math.inf, radius=self.radius)
             elif bool(have[t].any()):

@@ -57,7 +57,8 @@ class CompletionContext:
     rerender: given a frame index `t` and that frame completed `(3,H,W)`, lift it into the
         pipeline's copy of the world (each call adds to what earlier calls lifted) and render
         all `T` cameras again: returns frames `(T,3,H,W)`, known masks `(T,H,W)` and z-depth
-        `(T,H,W)`. The pipeline reuses that lift when it later lifts the same frame unchanged.
+        `(T,H,W)`. The pipeline lifts every frame lifted this way (keyframe or not) into the
+        world too, in the same order, reusing the lift where the frame is unchanged.
     start_view: the complete view `(3,H,W)` the clip continues from (the frame shown just
         before its first frame), or None.
     """

@@ -469,7 +469,9 @@ class JourneyPipeline:
         )
         write_video(folder / "completed.mp4", completed, fps=config.fps)
         last = len(cameras) - 1
-        for i in keyframes:
+        # what the completer lifted, in its order (keyframes and any frame it filled besides),
+        # then the keyframes it did not need to
+        for i in dict.fromkeys([*lifted, *keyframes]):
             frame = completed[i]
             if i in lifted and torch.equal(lifted[i][0], frame):
                 depth = lifted[i][1]
