@@ -47,6 +47,7 @@ from dreamjourney.models.classical import far_side
 from dreamjourney.models.protocols import CompletionContext
 from dreamjourney.models.registry import Backends, build_backends
 from dreamjourney.scene import World, align_depth
+from dreamjourney.scene.magnified import soften_magnified
 from dreamjourney.scene.raster import BLANK_HOLES, blank_frames
 
 # Below this share of known pixels a frame's depth is scaled to the scene instead of aligned.
@@ -461,6 +462,9 @@ class JourneyPipeline:
                 progress=self._callback.model_step,
             ),
         )
+        # splats seen from nearer than they were lifted from are blocks: smoothed, as the last
+        # render of the world (with the completer's lifts) shows them
+        completed = soften_magnified(completed, current, trial.cloud, cameras)
         write_video(folder / "render.mp4", rendered.image, fps=config.fps)
         write_video(
             folder / "mask.mp4",
