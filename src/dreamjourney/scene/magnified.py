@@ -3,9 +3,8 @@
 A point lifted from a photo covers about one of its pixels; seen from nearer (a camera flying
 forward), it covers several, and the render shows the photo's pixels as blocks with staircase
 edges. `soften_magnified` blurs each such pixel over about its splat's width (a reconstruction
-filter, as an image viewer interpolates a zoomed picture instead of repeating pixels), among
-pixels of the same splat-size class, so that a near object is not blurred into what lies far
-behind it.
+filter, as an image viewer interpolates a zoomed picture instead of repeating pixels), averaging
+only pixels the render covers (not what a completer painted into its holes).
 """
 
 from __future__ import annotations
@@ -52,13 +51,14 @@ def soften_magnified(
         return image
     frames = image.detach().float().cpu().numpy()
     levels = level.cpu().numpy()
+    covered = out.mask.cpu().numpy()
     result = frames.copy()
     for n in range(len(frames)):
-        frame = np.ascontiguousarray(frames[n].transpose(1, 2, 0))
+        weight = covered[n].astype(np.float32)
+        frame = np.ascontiguousarray(frames[n].transpose(1, 2, 0)) * weight[..., None]
         for k in np.unique(levels[n][levels[n] >= 0]):
             mine = levels[n] == k
-            weight = mine.astype(np.float32)
-            total = cv2.GaussianBlur(frame * weight[..., None], (0, 0), LEVELS[k])
+            total = cv2.GaussianBlur(frame, (0, 0), LEVELS[k])
             norm = cv2.GaussianBlur(weight, (0, 0), LEVELS[k])
             result[n][:, mine] = (total[mine] / norm[mine][:, None]).T
     return torch.from_numpy(result).to(image)
