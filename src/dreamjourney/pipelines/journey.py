@@ -462,16 +462,17 @@ class JourneyPipeline:
                 progress=self._callback.model_step,
             ),
         )
-        # splats seen from nearer than they were lifted from are blocks: smoothed, as the last
-        # render of the world (with the completer's lifts) shows them
-        completed = soften_magnified(completed, current, trial.cloud, cameras)
+        # splats seen from nearer than they were lifted from are blocks: smoothed in the frames
+        # shown, as the last render of the world (with the completer's lifts) draws them; the
+        # world keeps the completed frames' own pixels (and the lifts the completer made)
+        shown = soften_magnified(completed, current, trial.cloud, cameras)
         write_video(folder / "render.mp4", rendered.image, fps=config.fps)
         write_video(
             folder / "mask.mp4",
             rendered.mask.float()[:, None].expand(-1, 3, -1, -1),
             fps=config.fps,
         )
-        write_video(folder / "completed.mp4", completed, fps=config.fps)
+        write_video(folder / "completed.mp4", shown, fps=config.fps)
         last = len(cameras) - 1
         # what the completer lifted, in its order (keyframes and any frame it filled besides),
         # then the keyframes it did not need to
@@ -486,7 +487,7 @@ class JourneyPipeline:
         t_stage1 = time.perf_counter() - t_start
 
         # ---- stage II: caption, animate, fold back
-        view = completed[last]
+        view = shown[last]
         prompt_out = config.prompt or self._caption(view)
         frame_cameras = cameras
         stage2 = 0
