@@ -146,8 +146,9 @@ def inpaint_frame(
     are filled from known pixels on the same side only; the fill is then softened at the
     pixel scale (`SEAM_SIGMA`). With `sky` `(H,W,3)` (the sky's colour along each pixel's ray,
     NaN below SKY_MIN_ELEVATION: `sky_image`) and `below`, a frame that shows almost none of
-    that sky has its deep holes above SKY_MIN_ELEVATION painted with it. The rest, thin cracks, by OpenCV Navier-Stokes inpainting
-    (`radius` pixels). Deterministic for a given `seed`.
+    that sky has its deep holes above SKY_MIN_ELEVATION painted with it. The rest, thin
+    cracks, by OpenCV Navier-Stokes inpainting (`radius` pixels). Deterministic for a given
+    `seed`.
 
     Raises:
         ValueError: if no pixel is known (there is nothing to fill from).
@@ -229,8 +230,8 @@ def below_horizon(camera: Cameras) -> Tensor:
 def sky_model(view: Tensor, camera: Cameras) -> np.ndarray | None:
     """`(90,3)`: the median colour of the sky in `view` `(3,H,W)`, seen from `camera`, per
     degree of elevation (0-89), interpolated over the degrees it does not show and smoothed
-    over SKY_SMOOTH_DEG degrees; None where
-    the pop-up (`dreamjourney.scene.heuristic_depth.pop_up`) finds no landscape with a sky."""
+    over SKY_SMOOTH_DEG degrees; None where the pop-up
+    (`dreamjourney.scene.heuristic_depth.pop_up`) finds no landscape with a sky."""
     from dreamjourney.scene.heuristic_depth import SKY, pop_up
 
     scene = pop_up(view, camera)
