@@ -32,6 +32,7 @@ from torch import Tensor
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.cameras import WORLD_UP
 from dreamjourney.models.protocols import CompletionContext, Progress
+from dreamjourney.scene.holes import far_side
 
 # A known pixel is a PatchMatch source only if it lies at least this share of the depth of the
 # far side of the nearest hole (nearer pixels belong to the object in front of the hole).
@@ -71,28 +72,6 @@ def _patchmatch() -> Any:
     if not patch_match.patchmatch_available:  # pragma: no cover - a broken install
         raise RuntimeError("pypatchmatch is installed but its native library did not load")
     return patch_match
-
-
-def far_side(known: np.ndarray, depth: np.ndarray, holes: np.ndarray | None = None) -> np.ndarray:
-    """`(H,W)`: for every pixel, the depth of the far side of its nearest hole of `holes`
-    (default: every unknown pixel; 0 if there is none).
-
-    Camera moves open holes mostly sideways, between an object's edge and the background
-    beside it, so each hole pixel takes the largest known depth along its row within twice
-    the holes' width (reaching across the hole to the background the move reveals) and a few
-    rows up and down; every other pixel takes the value of its nearest such hole pixel.
-    """
-    holes = ~known if holes is None else holes
-    if not holes.any():
-        return np.zeros_like(depth)
-    width = 2 * float(ndimage.distance_transform_edt(holes).max())
-    size = (5, 2 * int(np.ceil(width)) + 9)
-    rim_depth = ndimage.grey_dilation(np.where(known, depth, 0.0), size=size)
-    have = holes & (rim_depth > 0)
-    if not have.any():
-        return np.zeros_like(depth)
-    _, (ny, nx) = ndimage.distance_transform_edt(~have, return_indices=True)
-    return rim_depth[ny, nx]
 
 
 def background_sources(
@@ -166,9 +145,8 @@ def inpaint_frame(
     deep_ids = np.unique(holes[dist > band])
     deep = np.isin(holes, deep_ids[deep_ids > 0])
     out = img.copy()
-    background = (
-        have if depth is None else background_sources(have, _known_depth(depth, have), deep)
-    )
+    known_depth = None if depth is None else _known_depth(depth, have)
+    background = have if known_depth is None else background_sources(have, known_depth, deep)
     # a hole below the horizon is ground or what stands on it, one above it sky or what rises
     # into it: each is filled from its own side, so sky is never copied into the ground
     sides = [np.ones_like(have)] if below is None else [below.cpu().numpy(), ~below.cpu().numpy()]
@@ -182,10 +160,10 @@ def inpaint_frame(
     for i, side in enumerate(sides):
         if (deep & side).any():
             choices = [background & side, have & side, background, have]
-            if depth is not None and below is not None and i == 0:
+            if known_depth is not None and below is not None and i == 0:
                 # below the horizon, ground first: a trunk or a wall stands at the depth of the
                 # ground at its foot, so depth alone lets it be copied into the ground
-                choices.insert(0, background & side & ~upright(have, _known_depth(depth, have)))
+                choices.insert(0, background & side & ~upright(have, known_depth))
             out = _patchmatch_fill(out, deep & side, choices, patch_size, seed)
     for side in sides:
         if (deep & side).any():

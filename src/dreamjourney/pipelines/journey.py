@@ -43,10 +43,10 @@ from dreamjourney.io.images import default_size, fit_image, load_image, save_ima
 from dreamjourney.io.plots import plot_trajectory
 from dreamjourney.io.rundir import RunDir, RunInputs, SegmentRecord, sha256_file
 from dreamjourney.io.video import concat_videos, iter_video, write_video
-from dreamjourney.models.classical import far_side
 from dreamjourney.models.protocols import CompletionContext
 from dreamjourney.models.registry import Backends, build_backends
 from dreamjourney.scene import World, align_depth
+from dreamjourney.scene.holes import far_side
 from dreamjourney.scene.magnified import soften_magnified
 from dreamjourney.scene.raster import BLANK_HOLES, blank_frames
 
