@@ -279,6 +279,10 @@ CLOSE_WEBGL_NOTE = """() => {
 }"""
 
 
+# the page's controls are inert until its start() has read the state and listens for edits
+PAGE_READY = "!document.querySelector('#controls').inert"
+
+
 def shot(page, name: str, *, full_page: bool = False) -> None:
     """Save the page (the window, or all of it) as docs/studio/`name`.png, when asked to."""
     if SHOTS is not None:
@@ -297,11 +301,66 @@ def set_value(page, selector: str, value: Any, event: str = "change") -> None:
     )
 
 
+def test_the_controls_wait_until_the_page_listens(server, browser):
+    """Until the page has read the server's state it has no listeners: an edit made then was
+    lost without a word (the width set first in the test below, once in a while)."""
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    held: list[Any] = []
+    page.route("**/api/runs", lambda route: held.append(route))  # start() reads them last
+    page.goto(server.url)
+    deadline = time.monotonic() + 30
+    while not held:
+        assert time.monotonic() < deadline, "the page did not ask for the runs"
+        page.wait_for_timeout(100)
+    assert page.evaluate("document.querySelector('#controls').inert")
+    held[0].continue_()
+    page.wait_for_function(PAGE_READY)
+    page.close()
+
+
+def test_a_late_poll_answer_does_not_undo_an_edit(server, browser):
+    """The page polls the state each second; an answer sent before an edit and arriving after
+    it carries the older settings and must not put them back in the controls (it did: a
+    width typed before opening the example photo could be lost, and the path laid out at the
+    photo's size)."""
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server.url)
+    page.wait_for_function(PAGE_READY)
+    stale = server.json("GET", "/api/state")[1]
+    width = 136 if stale["settings"]["width"] != 136 else 144
+    set_value(page, "#width", width)
+    deadline = time.monotonic() + 10
+    while server.json("GET", "/api/state")[1]["settings"]["width"] != width:
+        assert time.monotonic() < deadline, "the width did not reach the server"
+        time.sleep(0.1)
+
+    served: list[str] = []
+
+    def late_answer(route):
+        if route.request.method == "GET" and not served:
+            served.append(route.request.url)
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(stale))
+        else:
+            route.continue_()
+
+    page.route("**/api/state", late_answer)
+    page.wait_for_function("document.querySelector('#width').value !== ''")
+    deadline = time.monotonic() + 10
+    while not served:  # the next poll, within a second
+        assert time.monotonic() < deadline, "the page did not poll the state"
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(300)  # the answer is shown, if it is going to be
+    assert page.locator("#width").input_value() == str(width)
+    page.close()
+
+
 def test_the_page_from_photo_to_results(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page.set_default_timeout(90_000)  # a busy machine: each step's own work takes seconds
     page.goto(server.url)
-    page.wait_for_function("document.querySelectorAll('#preset option').length > 5")
+    page.wait_for_function(PAGE_READY)
     assert page.locator("#viewer").get_attribute("src").startswith("http://127.0.0.1:")
     shot(page, "01-page")
 

@@ -403,8 +403,10 @@ async function start() {
     const next = await api("GET", "/api/state").catch(() => null);
     const typing = document.activeElement && document.activeElement.tagName === "INPUT";
     const quiet = before === edits && answered === edits; // no edit of ours on its way
-    if (next && state && next.version !== state.version && !typing && quiet) showState(next);
+    // only a newer version: a poll answered after one of our edits carries the older settings
+    if (next && state && next.version > state.version && !typing && quiet) showState(next);
   }, 1000);
+  $("controls").inert = false; // inert until here: an edit made earlier would be lost
 }
 
 start().catch((err) => say(err.message));
