@@ -21,6 +21,8 @@ Deterministic: PatchMatch's random search is seeded on every call.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cv2
@@ -32,7 +34,7 @@ from torch import Tensor
 from dreamjourney.camera import Cameras
 from dreamjourney.camera.cameras import WORLD_UP
 from dreamjourney.models.protocols import CompletionContext, Progress
-from dreamjourney.scene.holes import far_side
+from dreamjourney.scene.holes import far_side, hole_distance
 
 # A known pixel is a PatchMatch source only if it lies at least this share of the depth of the
 # far side of the nearest hole (nearer pixels belong to the object in front of the hole).
@@ -140,7 +142,7 @@ def inpaint_frame(
     img = img.astype(np.uint8)
     have = known.cpu().numpy()
     hole = ~have
-    dist = ndimage.distance_transform_edt(hole)
+    dist = hole_distance(hole)
     holes, _ = ndimage.label(hole)
     deep_ids = np.unique(holes[dist > band])
     deep = np.isin(holes, deep_ids[deep_ids > 0])
@@ -157,6 +159,7 @@ def inpaint_frame(
             out[painted] = np.clip(sky[painted] * 255.0 + 0.5, 0, 255).astype(np.uint8)
             deep &= ~painted
             hole &= ~painted
+    jobs = []
     for i, side in enumerate(sides):
         if (deep & side).any():
             choices = [background & side, have & side, background, have]
@@ -164,7 +167,13 @@ def inpaint_frame(
                 # below the horizon, ground first: a trunk or a wall stands at the depth of the
                 # ground at its foot, so depth alone lets it be copied into the ground
                 choices.insert(0, background & side & ~upright(have, known_depth))
-            out = _patchmatch_fill(out, deep & side, choices, patch_size, seed)
+            jobs.append((deep & side, choices))
+    # the sides copy only from known pixels, so they are filled independently, side by side
+    # (PatchMatch's native code releases the GIL; each call starts from the seed)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        fills = list(pool.map(lambda job: _patchmatch_fill(out, *job, patch_size, seed), jobs))
+    for (region, _), filled in zip(jobs, fills, strict=True):
+        out[region] = filled[region]
     for side in sides:
         if (deep & side).any():
             out = _soften(out, deep & side, side)
@@ -287,7 +296,7 @@ def _most_deep_holes(have: Tensor, done: dict[int, Tensor], band: float) -> int 
     counts = [
         0
         if t in done or not bool(known.any())
-        else int((ndimage.distance_transform_edt(~known.cpu().numpy()) > band).sum())
+        else int((hole_distance(~known.cpu().numpy()) > band).sum())
         for t, known in enumerate(have)
     ]
     best = int(np.argmax(counts))
