@@ -542,3 +542,24 @@ def test_magnified_splats_are_smoothed_in_the_video_not_in_the_world(tmp_path, m
     assert abs(float(shown[-1].mean() - completed[-1].mean())) < 0.02
     # what the pipeline lifted itself are completed frames as they are, never smoothed ones
     assert all(any(torch.equal(f, c) for c in completed) for f in lifted_after)
+
+
+def test_each_frame_is_lifted_once(tmp_path, monkeypatch):
+    # the completer lifts the frames it fills into a trial copy of the world; the world that
+    # goes on is that copy (lifting them again, into the world itself, gave the same points
+    # at the cost of a render, an unprojection and a copy of the cloud per frame)
+    lifted: list[bytes] = []
+    add_frame = World.add_frame
+
+    def recorded(self, image, depth, camera, **kwargs):  # type: ignore[no-untyped-def]
+        lifted.append(camera.c2w.numpy().tobytes())
+        return add_frame(self, image, depth, camera, **kwargs)
+
+    monkeypatch.setattr(World, "add_frame", recorded)
+    config = small_journey_config(trajectory="orbit", motion=False, frames_per_segment=8)
+    pipe = JourneyPipeline.from_preset("offline")
+    result = pipe(photo(tmp_path / "photo.png"), tmp_path / "run", config=config, num_segments=2)
+    assert len(lifted) > 3  # the photo and each segment's keyframes at least
+    assert len(set(lifted)) == len(lifted)
+    record = result.run.manifest.segments[-1]
+    assert record.world_points == len(World.load(result.run.world_state_path(2)))

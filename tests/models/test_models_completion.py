@@ -307,6 +307,14 @@ def test_patchmatch_fills_each_side_of_the_horizon_from_its_own_side():
     assert (free[2] > 0.6).float().mean() > 0.05
 
 
+def test_the_two_sides_of_the_horizon_fill_the_same_bytes_on_every_run():
+    # the sides are filled in two threads: each PatchMatch call must start from the seed
+    image, known, below = _sky_over_ground()
+    runs = [inpaint_frame(image, known, below=below, seed=5) for _ in range(4)]
+    assert all(torch.equal(runs[0], run) for run in runs[1:])
+    assert not torch.equal(runs[0], inpaint_frame(image, known, below=below, seed=6))
+
+
 def test_background_sources_exclude_the_near_side_of_a_hole():
     _, known, depth = _object_beside_a_hole()
     sources = background_sources(known.numpy(), torch.where(known, depth, 0.0).numpy())

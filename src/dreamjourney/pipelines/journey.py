@@ -434,12 +434,13 @@ class JourneyPipeline:
         # same lifts are then made in the world itself (the copy is what they give)
         trial = copy.deepcopy(world)
         lifted: dict[int, tuple[Tensor, Tensor]] = {}
+        lifts: list[int] = []  # points each lift added to the trial world, in order
         current = rendered
 
         def rerender(i: int, frame: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             nonlocal current
             depth = self._fill_depth(frame, current.depth[i], current.mask[i])
-            trial.add_frame(frame, depth, cameras[i], time=float(times[i]))
+            lifts.append(trial.add_frame(frame, depth, cameras[i], time=float(times[i])))
             lifted[i] = (frame, depth)
             current = trial.render(cameras)
             return current.image, current.mask, current.depth
@@ -475,8 +476,17 @@ class JourneyPipeline:
         write_video(folder / "completed.mp4", shown, fps=config.fps)
         last = len(cameras) - 1
         # what the completer lifted, in its order (keyframes and any frame it filled besides),
-        # then the keyframes it did not need to
-        for i in dict.fromkeys([*lifted, *keyframes]):
+        # then the keyframes it did not need to. Where it lifted each frame once and returned
+        # them as lifted, the trial world holds those lifts already, made the same way: it
+        # becomes the world (lifting them into `world` again would give the same points)
+        if len(lifts) == len(lifted) and all(
+            torch.equal(frame, completed[i]) for i, (frame, _) in lifted.items()
+        ):
+            world, added = trial, sum(lifts)
+            to_lift = [i for i in keyframes if i not in lifted]
+        else:
+            to_lift = list(dict.fromkeys([*lifted, *keyframes]))
+        for i in to_lift:
             frame = completed[i]
             if i in lifted and torch.equal(lifted[i][0], frame):
                 depth = lifted[i][1]
