@@ -156,3 +156,26 @@ def test_median_depth():
     away = camera(target=(0.0, 0.0, -3.0))
     with pytest.raises(ValueError):
         world.median_depth(away)
+
+
+def test_a_grown_cloud_appends_its_rasterizer_columns_exactly():
+    from dreamjourney.scene import raster_cpu
+    from dreamjourney.scene.pointcloud import PointCloud
+
+    g = torch.Generator().manual_seed(3)
+
+    def cloud(n: int, axes: bool = True) -> PointCloud:
+        return PointCloud(
+            torch.rand(n, 3, generator=g),
+            torch.rand(n, 3, generator=g),
+            torch.rand(n, generator=g),
+            torch.rand(n, generator=g),
+            torch.rand(n, 2, 3, generator=g) if axes else None,
+        )
+
+    for parts in ([cloud(50), cloud(7)], [cloud(50), cloud(0, axes=False), cloud(3)],
+                  [cloud(20, axes=False), cloud(4, axes=False)], [cloud(20), cloud(4, axes=False)]):  # fmt: skip
+        parts[0].columns()  # made, as a rendered world's are
+        grown = PointCloud.cat(parts)
+        fresh = raster_cpu.columns(grown.points, grown.radii, grown.axes)
+        assert torch.equal(grown.columns(), fresh)

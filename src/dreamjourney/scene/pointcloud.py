@@ -96,13 +96,21 @@ class PointCloud:
             raise ValueError("PointCloud.cat needs at least one cloud")
         with_axes = [c for c in clouds if len(c) or c.axes is not None]
         keep_axes = bool(with_axes) and all(c.axes is not None for c in with_axes)
-        return cls(
+        out = cls(
             torch.cat([c.points for c in clouds]),
             torch.cat([c.colors for c in clouds]),
             torch.cat([c.radii for c in clouds]),
             torch.cat([c.times for c in clouds]),
             torch.cat([c.axes for c in with_axes if c.axes is not None]) if keep_axes else None,
         )
+        # the world grows by a frame at a time: where the first cloud's `columns` are made, the
+        # others' are appended to them rather than all made again
+        parts = [c for c in clouds if len(c)]
+        if parts and parts[0]._columns is not None:
+            columns = [c.columns() for c in parts]
+            if all(len(col) == (10 if keep_axes else 4) for col in columns):
+                out._columns = torch.cat(columns, dim=1)
+        return out
 
     def __len__(self) -> int:
         return self.points.shape[0]
