@@ -171,8 +171,11 @@ def inpaint_frame(
     # the sides copy only from known pixels, so they are filled independently, side by side
     # (PatchMatch's native code releases the GIL; each call starts from the seed)
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        fills = list(pool.map(lambda job: _patchmatch_fill(out, *job, patch_size, seed), jobs))
-    for (region, _), filled in zip(jobs, fills, strict=True):
+        fills = [
+            pool.submit(_patchmatch_fill, out, region, choices, patch_size, seed)
+            for region, choices in jobs
+        ]
+    for (region, _), filled in zip(jobs, (f.result() for f in fills), strict=True):
         out[region] = filled[region]
     for side in sides:
         if (deep & side).any():
