@@ -563,3 +563,24 @@ def test_each_frame_is_lifted_once(tmp_path, monkeypatch):
     assert len(set(lifted)) == len(lifted)
     record = result.run.manifest.segments[-1]
     assert record.world_points == len(World.load(result.run.world_state_path(2)))
+
+
+def test_an_orbit_back_to_the_photo_shows_the_photo(tmp_path):
+    # fills lifted on the far side of an orbit stood between the photo's camera and the houses
+    # it shows, and the orbit came back to a green wall; the photo's free space is kept empty
+    from dreamjourney.io.images import load_image
+    from dreamjourney.pipelines.journey import first_camera, fit_image
+
+    config = small_journey_config(
+        trajectory="orbit", motion=False, width=128, height=96, frames_per_segment=8,
+        lift_stride=8,
+    )  # fmt: skip
+    garden = Path(__file__).resolve().parents[1] / "examples" / "garden.png"
+    pipe = JourneyPipeline.from_preset("offline")
+    result = pipe(garden, tmp_path / "run", config=config, num_segments=3)
+    photo = fit_image(load_image(garden), 128, 96)
+    world = World.load(result.run.world_state_path(3))
+    camera = first_camera(config, None, result.run.manifest.fov_deg)
+    back = world.render(camera)
+    changed = (back.image[0] - photo).abs().amax(0) > 0.15
+    assert float(changed.float().mean()) < 0.02, float(changed.float().mean())

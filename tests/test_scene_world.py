@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from plyfile import PlyData
 
-from dreamjourney.camera import Cameras, look_at
+from dreamjourney.camera import Cameras, look_at, pixel_centers
 from dreamjourney.scene import World, load_ply
 from scene_analytic import render_truth
 
@@ -113,6 +113,33 @@ def test_memory_budget_holds_on_a_long_path_evicting_far_and_old_points():
     # what is kept is what the newest camera needs: it still sees a mostly complete view
     assert world.render(cam).mask.float().mean() > 0.9
     assert world.cloud.times.min() > 20
+
+
+def test_a_frame_adds_nothing_in_the_free_space_of_an_observed_view(tmp_path):
+    # the photo sees a wall at z = 4 across its view; a generated frame from the side puts
+    # surfaces at x = 0.5 and -2.5: what lies in front of the wall (seen from the photo) is in
+    # the photo's free space and is not added; what lies behind the wall, or outside the
+    # photo's view, is
+    photo = camera()
+    wall = torch.full((SIZE, SIZE), 4.0)
+    world = World()
+    world.add_frame(torch.full((3, SIZE, SIZE), 0.5), wall, photo, new_only=False, observed=True)
+    side = camera(eye=(3.0, 0.0, 5.0), target=(0.0, 0.0, 5.0))  # looks along -x
+    depth = torch.full((SIZE, SIZE), 2.5)  # the plane x = 0.5
+    depth[:, SIZE // 2 :] = 5.5  # x = -2.5: partly outside the photo's view
+    uv = pixel_centers(SIZE, SIZE).reshape(1, -1, 2)
+    (uv_photo,), (z_photo,) = photo.project(side.unproject(uv, depth.reshape(1, -1)))
+    inside = (z_photo > 0) & ((uv_photo >= 0) & (uv_photo < SIZE)).all(-1)
+    expected = inside & (z_photo < 4.0 * 0.95)
+    assert expected.any() and (inside & ~expected).any() and (~inside).any()
+    free = world.in_free_space(depth, side)
+    assert torch.equal(free.reshape(-1), expected)
+    added = world.add_frame(torch.full((3, SIZE, SIZE), 0.9), depth, side, new_only=False)
+    assert added == int((~free).sum())
+    assert len(world.observed) == 1  # a generated frame keeps no free space of its own
+    world.save(tmp_path / "world.npz")
+    loaded = World.load(tmp_path / "world.npz")
+    assert torch.equal(loaded.in_free_space(depth, side), free)
 
 
 def test_save_load_round_trip(tmp_path):

@@ -392,7 +392,7 @@ class JourneyPipeline:
         fov = fov or DEFAULT_FOV_DEG
         camera = first_camera(config, file_cameras, fov)
         world = World(max_points=config.max_points)
-        world.add_frame(photo, estimate.depth, camera, time=0.0, new_only=False)
+        world.add_frame(photo, estimate.depth, camera, time=0.0, new_only=False, observed=True)
         return PhotoLift(world, camera, fov)
 
     # ================================================================= one segment

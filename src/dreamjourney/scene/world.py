@@ -4,6 +4,11 @@ A journey keeps one World: each new frame adds only the pixels the world could n
 from that frame's camera (its holes), so revisiting a place adds nothing; a moving region
 replaces what the world showed there; a voxel grid keeps one point per cell; and when the
 cloud outgrows `max_points` the points farthest from the newest camera and oldest go first.
+
+A frame added as `observed` (the photo: a view of the real scene, where every other frame is
+generated) keeps its free space: the space between its camera and the surfaces it saw is
+empty, so a later frame's point that would stand there (in front of what the photo shows, seen
+from the photo's camera) is not added.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import torch
 from plyfile import PlyData, PlyElement
 from torch import Tensor
 
-from dreamjourney.camera import Cameras
+from dreamjourney.camera import Cameras, pixel_centers
 from dreamjourney.io.atomic import atomic_path
 from dreamjourney.scene.pointcloud import PointCloud, unproject
 from dreamjourney.scene.raster import RenderOutput, rasterize
@@ -25,6 +30,9 @@ NPZ_FORMAT = "dreamjourney.world/1"
 # A dynamic region's old points are dropped if they lie in front of the new surface or within
 # this fraction of its depth behind it.
 DYNAMIC_DEPTH_MARGIN = 0.05
+# A point is in an observed view's free space if it lies nearer than the view's depth at its
+# pixel by more than this fraction of that depth.
+FREE_SPACE_MARGIN = 0.05
 
 
 class World:
@@ -55,6 +63,8 @@ class World:
         self.age_horizon = float(age_horizon)
         self.cloud = PointCloud.empty(device=device)
         self.evicted = 0
+        # (camera, (H,W) z-depth, 0 = none) of each frame added as `observed`
+        self.observed: list[tuple[Cameras, Tensor]] = []
 
     def __len__(self) -> int:
         return len(self.cloud)
@@ -73,6 +83,7 @@ class World:
         time: float = 0.0,
         new_only: bool = True,
         dynamic_mask: Tensor | None = None,
+        observed: bool = False,
     ) -> int:
         """Fuse one frame into the world.
 
@@ -85,6 +96,8 @@ class World:
             dynamic_mask: (H, W) bool, True where the scene moved (cover both the old and the new
                 place of a moving object): the world's points seen there are dropped and
                 the frame's pixels there are added.
+            observed: the frame is a view of the real scene (not generated): no later frame
+                adds a point in its free space (`in_free_space`).
         Returns:
             The number of points added (before any eviction).
         """
@@ -105,13 +118,35 @@ class World:
             take = ~self.render(camera).mask[0]
             if dynamic is not None:
                 take |= dynamic
+        if dynamic is None and self.observed:
+            take &= ~self.in_free_space(depth, camera)
         new = unproject(image, depth, camera, mask=take, time=time)
         if self.voxel_size is not None and len(new):
             new = new[self._unoccupied(new.points, self.voxel_size)]
         self.cloud = PointCloud.cat([self.cloud, new])
+        if observed:
+            self.observed.append((camera, depth.float()))
         if len(self) > self.max_points:
             self._evict(camera, time)
         return len(new)
+
+    def in_free_space(self, depth: Tensor, camera: Cameras) -> Tensor:
+        """`(H,W)` bool: pixels of a frame (z-depth `depth` (H,W) from `camera`) whose point
+        lies in the free space of an observed view: it projects into that view nearer than the
+        view's depth there by more than FREE_SPACE_MARGIN of it. The view saw past that spot,
+        so nothing stands there."""
+        h, w = depth.shape
+        uv = pixel_centers(w, h, device=self.device).reshape(1, -1, 2)
+        valid = depth.reshape(1, -1) > 0
+        xyz = camera.unproject(uv, torch.where(valid, depth.reshape(1, -1), 1.0))[0]
+        out = torch.zeros(h * w, dtype=torch.bool, device=self.device)
+        for view, seen in self.observed:
+            (uv_view,), (z,) = view.project(xyz)
+            col, row = uv_view[:, 0].floor().long(), uv_view[:, 1].floor().long()
+            inside = (z > 0) & (col >= 0) & (col < view.width) & (row >= 0) & (row < view.height)
+            there = seen[row.clamp(0, view.height - 1), col.clamp(0, view.width - 1)]
+            out |= inside & (there > 0) & (z < there * (1 - FREE_SPACE_MARGIN))
+        return (out & valid[0]).reshape(h, w)
 
     def _drop_dynamic(self, depth: Tensor, camera: Cameras, dynamic: Tensor) -> None:
         """Remove points that project into the dynamic region, in front of (or just behind)
@@ -186,7 +221,12 @@ class World:
             "voxel_size": np.array(np.nan if self.voxel_size is None else self.voxel_size),
             "age_horizon": np.array(self.age_horizon),
             "evicted": np.array(self.evicted),
+            "observed": np.array(len(self.observed)),
         }
+        for i, (view, depth) in enumerate(self.observed):
+            arrays[f"observed_{i}_K"] = view.K[0].cpu().numpy()
+            arrays[f"observed_{i}_c2w"] = view.c2w[0].cpu().numpy()
+            arrays[f"observed_{i}_depth"] = depth.cpu().numpy()
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]
 
@@ -210,6 +250,12 @@ class World:
             has_axes = len(axes) == len(points)
             world.cloud = PointCloud(points, colors, radii, times, axes if has_axes else None)
             world.evicted = int(data["evicted"])
+            # worlds saved before observed views were kept have none
+            for i in range(int(data["observed"]) if "observed" in data else 0):
+                depth = torch.from_numpy(data[f"observed_{i}_depth"]).to(device)
+                h, w = depth.shape
+                K, c2w = (torch.from_numpy(data[f"observed_{i}_{k}"])[None] for k in ("K", "c2w"))
+                world.observed.append((Cameras(K, c2w, w, h, torch.zeros(1)).to(device), depth))
         return world
 
     def save_ply(self, path: str | Path) -> None:
