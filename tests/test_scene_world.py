@@ -118,8 +118,8 @@ def test_memory_budget_holds_on_a_long_path_evicting_far_and_old_points():
 def test_a_frame_adds_nothing_in_the_free_space_of_an_observed_view(tmp_path):
     # the photo sees a wall at z = 4 across its view; a generated frame from the side puts
     # surfaces at x = 0.5 and -2.5: what lies in front of the wall (seen from the photo) is in
-    # the photo's free space and is not added; what lies behind the wall, or outside the
-    # photo's view, is
+    # the photo's free space and is moved back along its ray until it is behind the wall; what
+    # lies behind the wall, or outside the photo's view, stays where it is
     photo = camera()
     wall = torch.full((SIZE, SIZE), 4.0)
     world = World()
@@ -128,14 +128,23 @@ def test_a_frame_adds_nothing_in_the_free_space_of_an_observed_view(tmp_path):
     depth = torch.full((SIZE, SIZE), 2.5)  # the plane x = 0.5
     depth[:, SIZE // 2 :] = 5.5  # x = -2.5: partly outside the photo's view
     uv = pixel_centers(SIZE, SIZE).reshape(1, -1, 2)
-    (uv_photo,), (z_photo,) = photo.project(side.unproject(uv, depth.reshape(1, -1)))
-    inside = (z_photo > 0) & ((uv_photo >= 0) & (uv_photo < SIZE)).all(-1)
+
+    def seen_by_photo(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        (uv_photo,), (z_photo,) = photo.project(side.unproject(uv, d.reshape(1, -1)))
+        return (z_photo > 0) & ((uv_photo >= 0) & (uv_photo < SIZE)).all(-1), z_photo
+
+    inside, z_photo = seen_by_photo(depth)
     expected = inside & (z_photo < 4.0 * 0.95)
     assert expected.any() and (inside & ~expected).any() and (~inside).any()
     free = world.in_free_space(depth, side)
     assert torch.equal(free.reshape(-1), expected)
-    added = world.add_frame(torch.full((3, SIZE, SIZE), 0.9), depth, side, new_only=False)
-    assert added == int((~free).sum())
+
+    moved = world.behind_free_space(depth, side)
+    assert torch.equal(moved[~free], depth[~free]) and (moved[free] > depth[free]).all()
+    assert not world.in_free_space(moved, side).any()
+    inside, z_photo = seen_by_photo(moved)
+    assert (z_photo[free.reshape(-1) & inside] >= 4.0 * 0.95).all()
+    assert world.add_frame(torch.rand(3, SIZE, SIZE), depth, side, new_only=False) == SIZE**2
     assert len(world.observed) == 1  # a generated frame keeps no free space of its own
     world.save(tmp_path / "world.npz")
     loaded = World.load(tmp_path / "world.npz")

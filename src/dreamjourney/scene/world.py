@@ -8,7 +8,8 @@ cloud outgrows `max_points` the points farthest from the newest camera and oldes
 A frame added as `observed` (the photo: a view of the real scene, where every other frame is
 generated) keeps its free space: the space between its camera and the surfaces it saw is
 empty, so a later frame's point that would stand there (in front of what the photo shows, seen
-from the photo's camera) is not added.
+from the photo's camera) is moved back along its own ray until it is not (its own frame sees
+it unchanged), or not added if that is more than FREE_SPACE_REACH times as far.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ DYNAMIC_DEPTH_MARGIN = 0.05
 # A point is in an observed view's free space if it lies nearer than the view's depth at its
 # pixel by more than this fraction of that depth.
 FREE_SPACE_MARGIN = 0.05
+# A point in that free space is moved back along its ray by one of these factors, the least
+# that takes it out (up to FREE_SPACE_REACH times as far).
+FREE_SPACE_REACH = 8.0
+FREE_SPACE_STEPS = 24
 
 
 class World:
@@ -97,7 +102,7 @@ class World:
                 place of a moving object): the world's points seen there are dropped and
                 the frame's pixels there are added.
             observed: the frame is a view of the real scene (not generated): no later frame
-                adds a point in its free space (`in_free_space`).
+                adds a point in its free space (`behind_free_space`).
         Returns:
             The number of points added (before any eviction).
         """
@@ -119,7 +124,7 @@ class World:
             if dynamic is not None:
                 take |= dynamic
         if dynamic is None and self.observed:
-            take &= ~self.in_free_space(depth, camera)
+            depth = self.behind_free_space(depth, camera)
         new = unproject(image, depth, camera, mask=take, time=time)
         if self.voxel_size is not None and len(new):
             new = new[self._unoccupied(new.points, self.voxel_size)]
@@ -129,6 +134,25 @@ class World:
         if len(self) > self.max_points:
             self._evict(camera, time)
         return len(new)
+
+    def behind_free_space(self, depth: Tensor, camera: Cameras) -> Tensor:
+        """`depth` (H,W) of a frame from `camera`, with each pixel whose point lies in an
+        observed view's free space (`in_free_space`) moved back along its ray, by the least of
+        FREE_SPACE_STEPS factors up to FREE_SPACE_REACH that takes it out; 0 (no point) where
+        none does. A fill of a hole that a view of the far side of the scene shows, lifted at
+        the depth of the hole's far side, may stand between the photo's camera and what the
+        photo shows: moved back, that view still sees it where it filled the hole."""
+        out = depth.clone()
+        todo = self.in_free_space(depth, camera)
+        factors = torch.logspace(0.0, math.log10(FREE_SPACE_REACH), FREE_SPACE_STEPS)
+        for factor in factors[1:].tolist():
+            if not bool(todo.any()):
+                break
+            moved = torch.where(todo, depth * factor, 0.0)
+            out_now = todo & ~self.in_free_space(moved, camera)
+            out = torch.where(out_now, moved, out)
+            todo &= ~out_now
+        return torch.where(todo, 0.0, out)
 
     def in_free_space(self, depth: Tensor, camera: Cameras) -> Tensor:
         """`(H,W)` bool: pixels of a frame (z-depth `depth` (H,W) from `camera`) whose point
