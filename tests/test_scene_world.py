@@ -165,6 +165,11 @@ def test_save_load_round_trip(tmp_path):
     plain = World()
     plain.save(tmp_path / "empty.npz")
     assert World.load(tmp_path / "empty.npz").voxel_size is None
+    # a world saved before observed views were kept loads with none
+    with np.load(tmp_path / "world.npz") as data:
+        older = {k: data[k] for k in data.files if not k.startswith("observed")}
+    np.savez(tmp_path / "older.npz", **older)
+    assert World.load(tmp_path / "older.npz").observed == []
 
 
 def test_ply_has_positions_and_8bit_colours(tmp_path):

@@ -430,8 +430,8 @@ class JourneyPipeline:
         # ---- stage I: render, complete, lift
         rendered = world.render(cameras)
         keyframes = lift_schedule(len(cameras), config.lift_stride)
-        # the completer may lift keyframes into a copy of the world as it fills them; the
-        # same lifts are then made in the world itself (the copy is what they give)
+        # the completer may lift keyframes into a copy of the world as it fills them (a copy:
+        # a completer may return other frames than it lifted, and then the world lifts those)
         trial = copy.deepcopy(world)
         lifted: dict[int, tuple[Tensor, Tensor]] = {}
         lifts: list[int] = []  # points each lift added to the trial world, in order
