@@ -142,17 +142,26 @@ class World:
         none does. A fill of a hole that a view of the far side of the scene shows, lifted at
         the depth of the hole's far side, may stand between the photo's camera and what the
         photo shows: moved back, that view still sees it where it filled the hole."""
-        out = depth.clone()
-        todo = self.in_free_space(depth, camera)
+        todo = self.in_free_space(depth, camera).reshape(-1)
+        if not bool(todo.any()):
+            return depth
+        h, w = depth.shape
+        # only the pixels in free space are moved: their rays are unprojected once per factor
+        uv = pixel_centers(w, h, device=self.device).reshape(-1, 2)[todo][None]
+        start = depth.reshape(-1)[todo]
+        moved = torch.zeros_like(start)
+        pending = torch.ones_like(start, dtype=torch.bool)
         factors = torch.logspace(0.0, math.log10(FREE_SPACE_REACH), FREE_SPACE_STEPS)
         for factor in factors[1:].tolist():
-            if not bool(todo.any()):
+            free = self._in_free_space(camera.unproject(uv, (start * factor)[None])[0])
+            out_now = pending & ~free
+            moved = torch.where(out_now, start * factor, moved)
+            pending &= free
+            if not bool(pending.any()):
                 break
-            moved = torch.where(todo, depth * factor, 0.0)
-            out_now = todo & ~self.in_free_space(moved, camera)
-            out = torch.where(out_now, moved, out)
-            todo &= ~out_now
-        return torch.where(todo, 0.0, out)
+        out = depth.reshape(-1).clone()
+        out[todo] = moved  # 0 where no factor took it out
+        return out.reshape(h, w)
 
     def in_free_space(self, depth: Tensor, camera: Cameras) -> Tensor:
         """`(H,W)` bool: pixels of a frame (z-depth `depth` (H,W) from `camera`) whose point
@@ -163,14 +172,18 @@ class World:
         uv = pixel_centers(w, h, device=self.device).reshape(1, -1, 2)
         valid = depth.reshape(1, -1) > 0
         xyz = camera.unproject(uv, torch.where(valid, depth.reshape(1, -1), 1.0))[0]
-        out = torch.zeros(h * w, dtype=torch.bool, device=self.device)
+        return (self._in_free_space(xyz) & valid[0]).reshape(h, w)
+
+    def _in_free_space(self, xyz: Tensor) -> Tensor:
+        """`(P,)` bool: world points `xyz` (P,3) in the free space of an observed view."""
+        out = torch.zeros(len(xyz), dtype=torch.bool, device=self.device)
         for view, seen in self.observed:
             (uv_view,), (z,) = view.project(xyz)
             col, row = uv_view[:, 0].floor().long(), uv_view[:, 1].floor().long()
             inside = (z > 0) & (col >= 0) & (col < view.width) & (row >= 0) & (row < view.height)
             there = seen[row.clamp(0, view.height - 1), col.clamp(0, view.width - 1)]
             out |= inside & (there > 0) & (z < there * (1 - FREE_SPACE_MARGIN))
-        return (out & valid[0]).reshape(h, w)
+        return out
 
     def _drop_dynamic(self, depth: Tensor, camera: Cameras, dynamic: Tensor) -> None:
         """Remove points that project into the dynamic region, in front of (or just behind)
