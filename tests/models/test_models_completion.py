@@ -134,16 +134,25 @@ def test_inpaint_frame_edge_cases():
         inpaint_frame(frame, torch.zeros(8, 8, dtype=torch.bool))
 
 
+def _red_object_on_noise(
+    h: int, w: int, rows: slice, cols: slice, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(3,h,w)` grey-blue noise texture at depth 3 with a red block at depth 1 on `rows`,
+    `cols`; and the `(h,w)` depth."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.tensor([0.35, 0.45, 0.6])[:, None, None] + 0.15 * torch.rand(
+        1, h, w, generator=g
+    ).expand(3, h, w)
+    depth = torch.full((h, w), 3.0)
+    image[:, rows, cols] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
+    depth[rows, cols] = 1.0
+    return image, depth
+
+
 def _object_beside_a_hole() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """96x96 grey-blue noise texture (depth 3) with a red square (depth 1) whose right side
     touches a 20 px hole that a camera move opened behind it."""
-    g = torch.Generator().manual_seed(3)
-    image = torch.tensor([0.35, 0.45, 0.6])[:, None, None] + 0.15 * torch.rand(
-        1, 96, 96, generator=g
-    ).expand(3, 96, 96)
-    depth = torch.full((96, 96), 3.0)
-    image[:, 20:76, 10:40] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
-    depth[20:76, 10:40] = 1.0
+    image, depth = _red_object_on_noise(96, 96, slice(20, 76), slice(10, 40), seed=3)
     known = torch.ones(96, 96, dtype=torch.bool)
     known[24:72, 40:60] = False
     return torch.where(known[None], image, torch.zeros_like(image)), known, depth
@@ -166,13 +175,7 @@ def test_patchmatch_fill_never_copies_a_nearer_object_into_a_hole():
 def test_patchmatch_fill_at_the_frame_edge_never_copies_a_wide_near_object():
     # a pan opens a 24 px band at the left edge beside a near object 96 px wide: no far side
     # is in reach of the band, so the background is what lies farthest along its rows
-    g = torch.Generator().manual_seed(4)
-    image = torch.tensor([0.35, 0.45, 0.6])[:, None, None] + 0.15 * torch.rand(
-        1, 96, 160, generator=g
-    ).expand(3, 96, 160)
-    depth = torch.full((96, 160), 3.0)
-    image[:, 10:86, 24:120] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
-    depth[10:86, 24:120] = 1.0
+    image, depth = _red_object_on_noise(96, 160, slice(10, 86), slice(24, 120), seed=4)
     known = torch.ones(96, 160, dtype=torch.bool)
     known[:, :24] = False
     out = inpaint_frame(image, known, depth=torch.where(known, depth, 0.0))
